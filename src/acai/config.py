@@ -1,0 +1,145 @@
+"""The typed schema of a run and the validation that turns a composed Hydra config into objects.
+
+Top-level sections (trainer, evaluation, tracking) are dataclasses stored in Hydra's ConfigStore, so a
+misspelt key or a wrong type is refused while composing. The `dataset`, `model` and `regularizer`
+groups are polymorphic: each YAML names a `_target_` dataclass, and `build` merges the YAML into that
+dataclass -- unknown keys and wrong types fail there, before any training starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from hydra.core.config_store import ConfigStore
+from hydra.utils import get_class
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from acai.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def _positive(section: str, obj: object, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value <= 0:
+            raise ConfigError(f"{section}.{name}", value, "must be > 0")
+
+
+@dataclass
+class TrainerConfig:
+    """How long and how fast to train. Lengths are in samples, as the paper's kimg."""
+
+    batch_size: int = 64
+    total_samples: int = 65536
+    eval_every: int = 16384
+    lr: float = 1e-4
+    adam_epsilon: float = 1e-8
+    jit_compile: bool = True
+    mixed_precision: bool = False
+    log_every: int = 50
+    checkpoint_every: int = 16384
+    verbose: int = 1
+
+    def __post_init__(self) -> None:
+        _positive("trainer", self, "batch_size", "total_samples", "eval_every", "lr", "adam_epsilon",
+                  "log_every", "checkpoint_every")
+        if self.batch_size < 2:
+            raise ConfigError("trainer.batch_size", self.batch_size, "must be >= 2: interpolation pairs need two")
+
+    @property
+    def steps_per_eval(self) -> int:
+        return max(1, round(self.eval_every / self.batch_size))
+
+    @property
+    def evaluations(self) -> int:
+        return max(1, round(self.total_samples / (self.steps_per_eval * self.batch_size)))
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_eval * self.evaluations
+
+
+@dataclass
+class EvaluationConfig:
+    """The paper's measurements (reference sections 3 and 6) and the logged images."""
+
+    interpolation_pairs: int = 256
+    interpolation_frames: int = 16
+    reference_lines: int = 10000
+    median_of_last: int = 20
+    cluster: bool = True
+    cluster_every_eval: bool = False
+    cluster_train_size: int = 60000
+    kmeans_restarts: int = 10
+    kmeans_max_iter: int = 1000
+    cluster_pixels: bool = True
+    grid_pairs: int = 8
+    grid_steps: int = 11
+    reconstructions: int = 16
+
+    def __post_init__(self) -> None:
+        _positive("evaluation", self, "interpolation_pairs", "reference_lines", "median_of_last",
+                  "cluster_train_size", "kmeans_restarts", "kmeans_max_iter", "grid_pairs", "reconstructions")
+        if self.interpolation_frames < 2 or self.grid_steps < 2:
+            raise ConfigError("evaluation.interpolation_frames/grid_steps",
+                              (self.interpolation_frames, self.grid_steps), "must both be >= 2")
+
+
+@dataclass
+class TrackingConfig:
+    """Where MLflow writes. Relative paths are taken from the directory the command runs in."""
+
+    uri: str = "sqlite:///mlflow.db"
+    artifact_location: str = "mlruns"
+    experiment: str = "acai"
+    run_name: str | None = None
+    log_model: bool = True
+    sweep: str | None = None
+
+
+@dataclass
+class Config:
+    dataset: Any = MISSING
+    model: Any = MISSING
+    regularizer: Any = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    seed: int = 0
+    resume: str | None = None
+
+
+def register() -> None:
+    """Store the schema under the name `conf/config.yaml` lists first in its defaults."""
+    ConfigStore.instance().store(name="base_config", node=Config)
+
+
+def _typed(node: DictConfig, cls: type[T], name: str) -> T:
+    """Merge a (resolved) config node into the dataclass `cls` and construct it."""
+    try:
+        resolved = OmegaConf.create(OmegaConf.to_container(node, resolve=True))
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), resolved))
+    except OmegaConfBaseException as e:
+        key = f"{name}.{e.full_key}" if getattr(e, "full_key", None) else name
+        raise ConfigError(key, getattr(e, "value", None), str(e).splitlines()[0]) from None
+
+
+def build(node: DictConfig, group: str, base: type[T]) -> T:
+    """Validate a group's YAML against its `_target_` dataclass and return the object."""
+    target = node.get("_target_") if isinstance(node, DictConfig) else None
+    try:
+        cls = get_class(target) if target else None
+    except Exception:  # noqa: BLE001 - hydra raises ImportError or ValueError here
+        cls = None
+    if cls is None or not dataclasses.is_dataclass(cls) or not issubclass(cls, base):
+        raise ConfigError(f"{group}._target_", target, f"must name a dataclass subclass of {base.__qualname__}")
+    return _typed(node, cls, group)
+
+
+def section(node: DictConfig, cls: type[T], name: str) -> T:
+    """A typed top-level section (its __post_init__ checks ranges)."""
+    return _typed(node, cls, name)

@@ -1,0 +1,1 @@
+"""Datasets: the generated lines benchmark and image datasets, fed through tf.data."""

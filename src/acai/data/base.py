@@ -1,0 +1,76 @@
+"""The contract every dataset meets, and the shared [-1, 1] image conventions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from acai.errors import DatasetError
+
+
+@dataclass
+class Dataset:
+    """A dataset config that is also the dataset: Hydra instantiates it from `conf/dataset/*.yaml`.
+
+    `latent_width` and `latent_dim` are the paper's conv-model settings for this dataset; the model
+    configs interpolate them so `dataset=mnist model=conv` gets the paper's 4x4 latent grid.
+    """
+
+    _target_: str = ""
+    name: str = ""
+    num_classes: int = 10
+    latent_width: int = 4
+    latent_dim: int = 32
+    interpolation_benchmark: bool = False  # True where decoded interpolations can be scored (lines)
+    test_limit: int | None = None  # evaluate on the first N test examples only (null: all)
+
+    def limit(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (x, y) if self.test_limit is None else (x[: self.test_limit], y[: self.test_limit])
+
+    def test_set(self) -> tuple[np.ndarray, np.ndarray]:
+        """Deterministic test images (float32, [-1, 1], NHWC) and integer labels."""
+        raise NotImplementedError
+
+    def train_set(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first `limit` training examples, unshuffled (for clustering)."""
+        raise NotImplementedError
+
+    def train_batches(self, batch_size: int, seed: int, image_size: int | None) -> tf.data.Dataset:
+        """An endless, seeded tf.data stream of (images, labels) batches."""
+        raise NotImplementedError
+
+
+def to_unit_range(images: np.ndarray) -> np.ndarray:
+    """uint8 [0, 255] -> float32 [-1, 1], as the reference's `x * 2/255 - 1`."""
+    return images.astype(np.float32) * (2.0 / 255.0) - 1.0
+
+
+def ensure_nhwc(images: np.ndarray, source: str) -> np.ndarray:
+    """Give grayscale images a channel axis and check the layout."""
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise DatasetError(
+            f"{source}: images have shape {images.shape}; expected N x H x W (grayscale) or N x H x W x 1|3"
+        )
+    return images
+
+
+def pad_to(images: np.ndarray | tf.Tensor, size: int | None):
+    """Pad H and W symmetrically with -1 (the background) up to `size`, as the reference pads MNIST."""
+    if size is None:
+        return images
+    h, w = int(images.shape[1]), int(images.shape[2])
+    if h > size or w > size:
+        raise DatasetError(f"images are {h}x{w}, larger than the model's input size {size}x{size}")
+    if (size - h) % 2 or (size - w) % 2:
+        raise DatasetError(f"images are {h}x{w}; cannot pad them evenly to {size}x{size}")
+    ph, pw = (size - h) // 2, (size - w) // 2
+    if ph == 0 and pw == 0:
+        return images
+    paddings = [[0, 0], [ph, ph], [pw, pw], [0, 0]]
+    if isinstance(images, np.ndarray):
+        return np.pad(images, paddings, constant_values=-1.0)
+    return tf.pad(images, paddings, constant_values=-1.0)

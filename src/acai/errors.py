@@ -1,0 +1,25 @@
+"""User-facing errors: one line that names the setting, the bad value and what is allowed."""
+
+
+class AcaiError(Exception):
+    """Base class of every error the tool reports without a traceback."""
+
+
+class ConfigError(AcaiError):
+    """A setting is missing, misspelt, of the wrong type or out of range."""
+
+    def __init__(self, setting: str, value: object, allowed: str):
+        self.setting, self.value, self.allowed = setting, value, allowed
+        super().__init__(f"{setting}={value!r} is not valid: {allowed}")
+
+
+class DatasetError(AcaiError):
+    """A dataset cannot be found, read or does not suit the model."""
+
+
+class TrackingError(AcaiError):
+    """The MLflow store cannot be reached or has no such run/model."""
+
+
+class TrainingError(AcaiError):
+    """Training stopped on a numerical fault (NaN/Inf in a loss)."""

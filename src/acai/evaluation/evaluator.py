@@ -1,0 +1,78 @@
+"""Runs every measurement of a trained autoencoder on a fixed test set; used during and after training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+
+from acai.config import EvaluationConfig
+from acai.data.base import Dataset, pad_to
+from acai.evaluation.clustering import cluster_accuracy
+from acai.evaluation.interpolation import lerp
+from acai.evaluation.lines_metrics import score_interpolations
+from acai.networks.inference import predict
+
+
+@dataclass
+class Evaluator:
+    """Holds the deterministic test data; `evaluate` returns metrics, `images` the logged pictures."""
+
+    dataset: Dataset
+    cfg: EvaluationConfig
+    image_size: int | None
+    seed: int = 0
+    x_test: np.ndarray = field(init=False)
+    y_test: np.ndarray = field(init=False)
+    _pixel_accuracy: float | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        x, self.y_test = self.dataset.test_set()
+        self.x_test = pad_to(x, self.image_size)
+
+    @property
+    def scores_interpolations(self) -> bool:
+        return self.dataset.interpolation_benchmark and len(self.x_test) >= 2 * self.cfg.interpolation_pairs
+
+    def interpolation_frames(self, encode: keras.Model, decode: keras.Model, pairs: int, steps: int,
+                             latents: np.ndarray | None = None) -> np.ndarray:
+        """Decoded lerps between test image i and test image pairs + i: [pairs, steps, H, W, C]."""
+        z = latents[: 2 * pairs] if latents is not None else predict(encode, self.x_test[: 2 * pairs])
+        path = lerp(z[:pairs], z[pairs: 2 * pairs], steps).astype(np.float32)
+        frames = predict(decode, path.reshape((-1,) + z.shape[1:]))
+        return frames.reshape((pairs, steps) + frames.shape[1:])
+
+    def evaluate(self, encode: keras.Model, decode: keras.Model, classifier: keras.Model | None = None,
+                 cluster: bool = False) -> dict[str, float]:
+        latents = predict(encode, self.x_test)
+        recon = predict(decode, latents)
+        metrics = {"reconstruction_error": float(np.mean((recon - self.x_test) ** 2))}
+        if classifier is not None:
+            logits = predict(classifier, latents)
+            metrics["latent_accuracy"] = float(np.mean(np.argmax(logits, -1) == self.y_test) * 100)
+        if self.scores_interpolations:
+            frames = self.interpolation_frames(encode, decode, self.cfg.interpolation_pairs,
+                                               self.cfg.interpolation_frames, latents)
+            scores = score_interpolations(frames, self.cfg.reference_lines)
+            metrics["mean_distance"] = scores.mean_distance
+            metrics["mean_distance_x1e3"] = scores.mean_distance * 1e3
+            metrics["smoothness"] = scores.smoothness
+        if cluster:
+            metrics.update(self.clustering(encode, latents))
+        return metrics
+
+    def clustering(self, encode: keras.Model, test_latents: np.ndarray) -> dict[str, float]:
+        """K-means accuracy (%) on latents, and once per evaluator on raw pixels as the reference point."""
+        x_train, _ = self.dataset.train_set(self.cfg.cluster_train_size)
+        x_train = pad_to(x_train, self.image_size)
+        k = self.dataset.num_classes
+        kwargs = dict(n_clusters=k, restarts=self.cfg.kmeans_restarts, max_iter=self.cfg.kmeans_max_iter,
+                      seed=self.seed)
+        out = {"cluster_accuracy": 100 * cluster_accuracy(predict(encode, x_train), test_latents, self.y_test,
+                                                          **kwargs)}
+        if self.cfg.cluster_pixels:
+            if self._pixel_accuracy is None:
+                self._pixel_accuracy = 100 * cluster_accuracy(x_train, self.x_test, self.y_test, **kwargs)
+            out["cluster_accuracy_pixels"] = self._pixel_accuracy
+        return out

@@ -1,0 +1,28 @@
+"""Fast batched inference shared by evaluation, diagnostics and the command-line tools."""
+
+from __future__ import annotations
+
+import weakref
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+PREDICT_BATCH = 500
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def predict(model: keras.Model, x: np.ndarray, batch: int = PREDICT_BATCH) -> np.ndarray:
+    """Batched inference through one compiled function per model; the last chunk is padded so the
+    function is traced once (Keras' `predict` retraces on every new shape and logs warnings)."""
+    fn = _COMPILED.get(model)
+    if fn is None:
+        fn = _COMPILED[model] = tf.function(lambda t: model(t, training=False))
+    x = np.asarray(x, np.float32)
+    size = min(batch, len(x))
+    out = []
+    for start in range(0, len(x), size):
+        chunk = x[start:start + size]
+        padded = np.concatenate([chunk, np.repeat(chunk[-1:], size - len(chunk), 0)]) if len(chunk) < size else chunk
+        out.append(np.asarray(fn(padded))[: len(chunk)])
+    return np.concatenate(out)

@@ -1,0 +1,1 @@
+"""Regularizers: what each autoencoder of the paper adds to the shared training step."""

@@ -1,0 +1,98 @@
+"""The contract between the shared training step and a regularizer; the base is the plain autoencoder.
+
+The step owns the forward pass (encoder, decoder), the reconstruction error and the latent classifier.
+A regularizer adds, through the hooks below, only what defines it: input corruption (denoising), a
+training-time bottleneck with its losses (dropout, VAE, VQ-VAE), the training likelihood (VAE), extra
+layers that belong to the saved autoencoder (VAE heads, VQ-VAE codebook), and an adversary with its
+own optimizer (ACAI's critic, AAE's discriminator). Nothing outside a regularizer's module names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from acai.networks.base import Architecture
+
+
+@dataclass
+class Step:
+    """What the step hands to `adversary_losses`: tensors of one training batch."""
+
+    x: tf.Tensor
+    latent: tf.Tensor
+    reconstruction: tf.Tensor
+    decode: Callable[[tf.Tensor], tf.Tensor]
+    seed: keras.random.SeedGenerator
+
+
+def mse(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """The reference's tf.losses.mean_squared_error: a mean over every element."""
+    return ops.mean(ops.square(a - b))
+
+
+def reverse_pairs(z: tf.Tensor) -> tf.Tensor:
+    """The partner of example i is example B-1-i (the reference's z[::-1])."""
+    return ops.flip(z, axis=0)
+
+
+@dataclass
+class Regularizer:
+    """Plain autoencoder (`regularizer=none`): reconstruction only."""
+
+    _target_: str = "acai.regularizers.base.Regularizer"
+    name: str = "none"
+
+    # ---- structure: built once, before training ----
+    def build(self, arch: Architecture, image_shape: tuple[int, ...], latent_shape: tuple[int, ...],
+              optimizer: Callable[[], keras.optimizers.Optimizer]) -> None:
+        """Create this regularizer's layers, adversary and optimizer (none for the plain AE)."""
+        self.adversary: keras.Model | None = None
+        self.adversary_optimizer: keras.optimizers.Optimizer | None = None
+
+    def latent_head(self) -> keras.layers.Layer | None:
+        """Maps the encoder output to the latent that is interpolated and evaluated (VAE: the mean)."""
+        return None
+
+    def decode_head(self) -> keras.layers.Layer | None:
+        """Maps a latent to the decoder's input at evaluation (VQ-VAE: the quantising bottleneck)."""
+        return None
+
+    def output_head(self) -> keras.layers.Layer | None:
+        """Maps the decoder output to [-1, 1] images (VAE: 2 sigmoid(logits) - 1)."""
+        return None
+
+    def extra_layers(self) -> list[keras.layers.Layer]:
+        """Layers trained with the autoencoder's optimizer that the heads do not hold (VAE: log-variance)."""
+        return []
+
+    def metric_names(self) -> tuple[str, ...]:
+        """Names of the extra losses/diagnostics this regularizer reports each step."""
+        return ()
+
+    def judge_interpolations(self, frames: np.ndarray) -> np.ndarray | None:
+        """A diagnostic score per decoded frame (ACAI: the critic's predicted alpha), or None."""
+        return None
+
+    # ---- the training step's hooks ----
+    def corrupt(self, x: tf.Tensor, seed: keras.random.SeedGenerator) -> tf.Tensor:
+        """The encoder's training input (denoising adds noise); targets stay clean."""
+        return x
+
+    def bottleneck(self, features: tf.Tensor, seed: keras.random.SeedGenerator
+                   ) -> tuple[tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
+        """From encoder output to (latent, decoder input, weighted AE loss terms) on the training path."""
+        return features, features, {}
+
+    def reconstruction_loss(self, x: tf.Tensor, decoded: tf.Tensor) -> tf.Tensor:
+        """The training likelihood term on raw decoder output (VAE: Bernoulli)."""
+        return mse(x, decoded)
+
+    def adversary_losses(self, step: Step) -> tuple[dict[str, tf.Tensor], tf.Tensor | None, dict[str, tf.Tensor]]:
+        """(AE loss terms, the adversary's own loss, diagnostics); the plain AE has no adversary."""
+        return {}, None, {}

@@ -1,0 +1,13 @@
+"""`regularizer=none`: the plain autoencoder baseline (reference `baseline.py`): MSE only."""
+
+from dataclasses import dataclass
+
+from acai.regularizers.base import Regularizer
+
+
+@dataclass
+class PlainAutoencoder(Regularizer):
+    """Every hook keeps the base behaviour: encode, decode, mean squared error."""
+
+    _target_: str = "acai.regularizers.none.PlainAutoencoder"
+    name: str = "none"

@@ -1,0 +1,1 @@
+"""MLflow: the store, the run, and the pictures logged into it."""

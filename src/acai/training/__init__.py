@@ -1,0 +1,1 @@
+"""The shared training step (a keras.Model) and the callbacks that evaluate, log and checkpoint."""

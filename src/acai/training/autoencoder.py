@@ -1,0 +1,137 @@
+"""One keras.Model that trains any regularized autoencoder with a single GradientTape step.
+
+Every loss comes from one forward pass; the autoencoder's, the adversary's and the latent classifier's
+Adam optimizers are all applied on the same batch, as the reference's `tf.group` of three train ops.
+`export()` gives the plain functional autoencoder (`encode` -> `decode`) that is saved and logged.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from acai.networks.base import Architecture
+from acai.regularizers.base import Regularizer, Step, mse
+
+
+def adam(lr: float, epsilon: float) -> keras.optimizers.Adam:
+    """TF1's AdamOptimizer defaults: beta1 0.9, beta2 0.999, epsilon 1e-8 (Keras defaults to 1e-7)."""
+    return keras.optimizers.Adam(learning_rate=lr, beta_1=0.9, beta_2=0.999, epsilon=epsilon)
+
+
+def chain(name: str, input_shape: tuple[int, ...], *parts: keras.layers.Layer | None) -> keras.Model:
+    """A functional model applying the given parts in order (None parts are skipped)."""
+    inp = keras.Input(input_shape)
+    out = inp
+    for part in parts:
+        if part is not None:
+            out = part(out)
+    return keras.Model(inp, out, name=name)
+
+
+class Autoencoder(keras.Model):
+    """Encoder, decoder, regularizer hooks and a stop-gradient latent classifier, trained together."""
+
+    def __init__(self, arch: Architecture, regularizer: Regularizer, image_shape: tuple[int, int, int],
+                 num_classes: int, lr: float = 1e-4, epsilon: float = 1e-8, seed: int = 0):
+        super().__init__(name="acai_trainer")
+        self.image_shape = tuple(image_shape)
+        self.latent_shape = tuple(arch.latent_shape(self.image_shape))
+        self.regularizer = regularizer
+        self.encoder = arch.encoder(self.image_shape)
+        self.decoder = arch.decoder(self.image_shape)
+        regularizer.build(arch, self.image_shape, self.latent_shape, lambda rate: adam(rate, epsilon))
+        self.adversary = regularizer.adversary
+        self.adversary_optimizer = regularizer.adversary_optimizer
+        self.latent_head = regularizer.latent_head()
+        self.decode_head = regularizer.decode_head()
+        self.output_head = regularizer.output_head()
+        self.extra_layers = regularizer.extra_layers()
+        self.encode_model = chain("encode", self.image_shape, self.encoder, self.latent_head)
+        self.decode_model = chain("decode", self.latent_shape, self.decode_head, self.decoder, self.output_head)
+        self.classifier = keras.Sequential(
+            [keras.Input(self.latent_shape), keras.layers.Flatten(), keras.layers.Dense(num_classes)],
+            name="latent_classifier",
+        )
+        self.classifier_optimizer = adam(lr, epsilon)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.lr, self.epsilon = lr, epsilon
+        names = ("loss", "reconstruction", "classifier", "classifier_accuracy", *regularizer.metric_names())
+        self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
+
+    # ---- inference paths (what is saved) ----
+    def encode(self, x, training: bool = False):
+        return self.encode_model(x, training=training)
+
+    def decode(self, z, training: bool = False):
+        return self.decode_model(z, training=training)
+
+    def call(self, x, training: bool = False):
+        return self.decode(self.encode(x, training), training)
+
+    def export(self) -> keras.Model:
+        """The functional autoencoder x -> decode(encode(x)), with `encode`/`decode` reachable by name."""
+        inp = keras.Input(self.image_shape, name="image")
+        return keras.Model(inp, self.decode_model(self.encode_model(inp)), name="autoencoder")
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def autoencoder_variables(self) -> list[tf.Variable]:
+        """Encoder, decoder, heads and the regularizer's extra layers: what the AE optimizer updates."""
+        variables = self.encode_model.trainable_variables + self.decode_model.trainable_variables
+        for layer in self.regularizer.extra_layers():
+            variables += layer.trainable_variables
+        unique = {id(v): v for v in variables}
+        return list(unique.values())
+
+    def compile(self, jit_compile: bool | str = "auto", **kwargs):
+        super().compile(optimizer=adam(self.lr, self.epsilon), jit_compile=jit_compile, **kwargs)
+
+    def build_optimizers(self) -> None:
+        """Create every optimizer's slots before the first step (needed to restore checkpoints)."""
+        self.optimizer.build(self.autoencoder_variables())
+        self.classifier_optimizer.build(self.classifier.trainable_variables)
+        if self.adversary is not None:
+            self.adversary_optimizer.build(self.adversary.trainable_variables)
+
+    # ---- the step ----
+    def compute_losses(self, x, y):
+        """One forward pass: every loss and diagnostic of the step, in a dict."""
+        reg = self.regularizer
+        features = self.encoder(reg.corrupt(x, self.seed_generator), training=True)
+        latent, code, terms = reg.bottleneck(features, self.seed_generator)
+        raw = self.decoder(code, training=True)
+        reconstruction = raw if self.output_head is None else self.output_head(raw)
+        losses = {"reconstruction": mse(x, reconstruction), "likelihood": reg.reconstruction_loss(x, raw)}
+        step = Step(x=x, latent=latent, reconstruction=reconstruction,
+                    decode=lambda z: self.decode(z, training=True), seed=self.seed_generator)
+        adv_terms, adversary_loss, diagnostics = reg.adversary_losses(step)
+        losses["loss"] = losses["likelihood"] + sum(terms.values()) + sum(adv_terms.values())
+        losses["adversary"] = adversary_loss
+        logits = self.classifier(ops.stop_gradient(latent), training=True)
+        labels = ops.cast(y, "int32")
+        losses["classifier"] = ops.mean(
+            keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+        losses["classifier_accuracy"] = ops.mean(ops.cast(ops.argmax(logits, -1) == labels, "float32"))
+        losses.update(terms)
+        losses.update(diagnostics)
+        return losses
+
+    def train_step(self, data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape(persistent=True) as tape:
+            losses = self.compute_losses(x, y)
+        ae_vars = self.autoencoder_variables()
+        self.optimizer.apply_gradients(zip(tape.gradient(losses["loss"], ae_vars), ae_vars))
+        clf_vars = self.classifier.trainable_variables
+        self.classifier_optimizer.apply_gradients(zip(tape.gradient(losses["classifier"], clf_vars), clf_vars))
+        if losses["adversary"] is not None:
+            adv_vars = self.adversary.trainable_variables
+            self.adversary_optimizer.apply_gradients(zip(tape.gradient(losses["adversary"], adv_vars), adv_vars))
+        del tape
+        for name, tracker in self.trackers.items():
+            tracker.update_state(losses[name])
+        return {name: tracker.result() for name, tracker in self.trackers.items()}

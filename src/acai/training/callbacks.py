@@ -1,0 +1,115 @@
+"""Keras callbacks that turn `fit()` into a tracked experiment: metrics, evaluations, numerical guards."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import keras
+import matplotlib.pyplot as plt
+import mlflow
+import numpy as np
+
+from acai.errors import TrainingError
+from acai.evaluation.evaluator import Evaluator
+from acai.evaluation.interpolation import mix_weights
+from acai.networks.inference import predict
+from acai.tracking.plots import critic_path, image_grid, reconstruction_grid
+
+
+class SampleClock(keras.callbacks.Callback):
+    """Knows how many training samples have been seen: the x-axis of every logged metric."""
+
+    def __init__(self, batch_size: int, steps_per_epoch: int):
+        super().__init__()
+        self.batch_size, self.steps_per_epoch = batch_size, steps_per_epoch
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def samples(self, batch: int | None = None) -> int:
+        """Samples seen after `batch` of the current epoch, or at the end of the current epoch."""
+        steps = self.epoch * self.steps_per_epoch + (self.steps_per_epoch - 1 if batch is None else batch) + 1
+        return steps * self.batch_size
+
+
+class TrainMetrics(SampleClock):
+    """Logs the running training losses every `log_every` steps, and stops on NaN/Inf with the loss named."""
+
+    def __init__(self, batch_size: int, steps_per_epoch: int, log_every: int):
+        super().__init__(batch_size, steps_per_epoch)
+        self.log_every = log_every
+        self.train_seconds = 0.0  # time inside training batches, evaluations excluded
+        self.first_step_seconds = 0.0  # includes tracing and XLA compilation
+        self.timed_steps = 0
+        self._mark = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        self._mark = time.perf_counter()
+
+    @property
+    def images_per_second(self) -> float:
+        """Steady-state throughput: every step but the first (compilation)."""
+        return self.timed_steps * self.batch_size / max(self.train_seconds - self.first_step_seconds, 1e-9)
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        now = time.perf_counter()
+        self.train_seconds += now - self._mark
+        if self.timed_steps == 0 and self.first_step_seconds == 0.0:
+            self.first_step_seconds = now - self._mark
+        else:
+            self.timed_steps += 1
+        self._mark = now
+        step = self.samples(batch) // self.batch_size
+        values = {k: float(v) for k, v in logs.items()}
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:
+            raise TrainingError(
+                f"loss {bad[0]!r} became {values[bad[0]]} at step {step} ({self.samples(batch)} samples); "
+                "the last checkpoint and everything logged so far are kept. Lower the learning rate or check the data."
+            )
+        if step % self.log_every == 0:
+            mlflow.log_metrics({f"train/{k}": v for k, v in values.items()}, step=self.samples(batch))
+
+
+class Evaluate(SampleClock):
+    """Every epoch (= `trainer.eval_every` samples): the paper's metrics, the image grids, the medians."""
+
+    def __init__(self, evaluator: Evaluator, batch_size: int, steps_per_epoch: int, history: dict | None = None):
+        super().__init__(batch_size, steps_per_epoch)
+        self.evaluator = evaluator
+        self.history: dict[str, list[float]] = history if history is not None else {}
+        self.last: dict[str, float] = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        cfg = self.evaluator.cfg
+        last = epoch + 1 == self.params.get("epochs")
+        self.log_evaluation(self.model, self.samples(), cluster=cfg.cluster and (last or cfg.cluster_every_eval))
+
+    def log_evaluation(self, model, samples: int, cluster: bool = False) -> dict[str, float]:
+        ev = self.evaluator
+        metrics = ev.evaluate(model.encode_model, model.decode_model, model.classifier, cluster=cluster)
+        for key, value in metrics.items():
+            self.history.setdefault(key, []).append(value)
+        n = ev.cfg.median_of_last
+        summary = {f"median{n}/{k}": float(np.median(v[-n:])) for k, v in self.history.items()}
+        mlflow.log_metrics({f"eval/{k}": v for k, v in metrics.items()} | summary, step=samples)
+        self.log_images(model, samples)
+        self.last = metrics
+        return metrics
+
+    def log_images(self, model, samples: int) -> None:
+        ev, cfg = self.evaluator, self.evaluator.cfg
+        originals = ev.x_test[: cfg.reconstructions]
+        recon = predict(model, originals)
+        mlflow.log_image(reconstruction_grid(originals, recon), key="reconstructions", step=samples)
+        frames = ev.interpolation_frames(model.encode_model, model.decode_model, cfg.grid_pairs, cfg.grid_steps)
+        mlflow.log_image(image_grid(frames), key="interpolations", step=samples)
+        judged = model.regularizer.judge_interpolations(frames.reshape((-1,) + frames.shape[2:]))
+        if judged is not None:
+            fig = critic_path(mix_weights(cfg.grid_steps), judged.reshape(frames.shape[:2]))
+            mlflow.log_figure(fig, f"critic/critic_path_{samples:010d}.png")
+            plt.close(fig)

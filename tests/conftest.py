@@ -1,0 +1,71 @@
+"""Shared fixtures: Hydra's compose API on the real `conf/`, MLflow stores under tmp_path, tiny datasets."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+from acai.config import register  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+DATASETS = ("lines", "mnist", "fashion_mnist")
+MODELS = ("conv", "mlp")
+
+register()
+
+
+def write_tiny_mnist(path: Path, n_train: int = 256, n_test: int = 128, seed: int = 0) -> Path:
+    """A Keras-format .npz of MNIST-shaped data: class k is a bright square at position k."""
+    rng = np.random.default_rng(seed)
+
+    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, 10, n).astype(np.uint8)
+        x = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
+        for i, k in enumerate(y):
+            r, c = divmod(int(k), 4)
+            x[i, 2 + 6 * r: 8 + 6 * r, 2 + 6 * c: 8 + 6 * c] = 255
+        return x, y
+
+    (xtr, ytr), (xte, yte) = make(n_train), make(n_test)
+    np.savez(path, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+    return path
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path) -> Path:
+    return write_tiny_mnist(tmp_path / "mnist.npz")
+
+
+def dataset_overrides(dataset: str, tiny_mnist: Path | None) -> list[str]:
+    """Offline data for each dataset: a tiny written MNIST, real Fashion-MNIST from Debian."""
+    if dataset == "mnist":
+        return ["dataset=mnist", f"dataset.path={tiny_mnist}"]
+    if dataset == "fashion_mnist":
+        if not FASHION.exists():
+            pytest.skip("Debian package dataset-fashion-mnist is not installed")
+        return ["dataset=fashion_mnist", f"dataset.path={FASHION}", "dataset.test_limit=600"]
+    return [f"dataset={dataset}"]
+
+
+@pytest.fixture
+def compose_cfg(tmp_path):
+    """Compose `conf/config.yaml` with overrides; tracking goes to a fresh store in tmp_path."""
+
+    def _compose(*overrides: str):
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            return compose(
+                "config",
+                overrides=[f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+                           f"tracking.artifact_location={tmp_path}/mlruns", *overrides],
+            )
+
+    return _compose

@@ -1,0 +1,84 @@
+"""The ACAI step against a hand computation of the reference formulas, and the update it applies."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from acai.data.lines import Lines
+from acai.networks.conv import ConvArchitecture
+from acai.regularizers.acai import Acai, mixing_alpha
+from acai.regularizers.none import PlainAutoencoder
+from acai.training.autoencoder import Autoencoder
+
+
+def make_model(regularizer, seed=0):
+    keras.utils.set_random_seed(seed)
+    arch = ConvArchitecture(latent_dim=64, latent_width=2, depth=8)
+    model = Autoencoder(arch, regularizer, (32, 32, 1), 10, seed=seed)
+    model.compile(jit_compile=False)
+    return model
+
+
+@pytest.fixture(scope="module")
+def batch():
+    x, y = Lines(test_size=16).test_set()
+    return tf.constant(x), tf.constant(y)
+
+
+def numpy_of(t):
+    return keras.ops.convert_to_numpy(t)
+
+
+def test_losses_match_the_reference_formulas(batch):
+    x, y = batch
+    model = make_model(Acai())
+    state = numpy_of(model.seed_generator.state)
+    losses = model.compute_losses(x, y)
+    model.seed_generator.state.assign(state)
+    alpha = numpy_of(mixing_alpha(16, 4, model.seed_generator)).reshape(-1)
+    assert np.all((0 <= alpha) & (alpha <= 0.5))
+
+    xn = x.numpy()
+    z = numpy_of(model.encoder(x))
+    x_rec = numpy_of(model.decoder(z))
+    z_mix = alpha[:, None, None, None] * z + (1 - alpha[:, None, None, None]) * z[::-1]
+    d_mix = numpy_of(model.adversary(model.decoder(z_mix)))
+    d_real = numpy_of(model.adversary(x_rec + 0.2 * (xn - x_rec)))
+    recon = np.mean((xn - x_rec) ** 2)
+    expect_critic = np.mean((d_mix - alpha) ** 2) + np.mean(d_real**2)
+    expect_ae = recon + 0.5 * np.mean(d_mix**2)
+    assert float(losses["reconstruction"]) == pytest.approx(recon, rel=1e-5)
+    assert float(losses["adversary"]) == pytest.approx(expect_critic, rel=1e-4)
+    assert float(losses["loss"]) == pytest.approx(expect_ae, rel=1e-5)
+
+
+def test_one_step_updates_autoencoder_critic_and_classifier_together(batch):
+    model = make_model(Acai())
+    groups = {"ae": model.autoencoder_variables(), "critic": model.adversary.trainable_variables,
+              "classifier": model.classifier.trainable_variables}
+    before = {k: [v.numpy().copy() for v in vs] for k, vs in groups.items()}
+    model.train_on_batch(*batch)
+    for k, vs in groups.items():
+        assert any(not np.array_equal(b, v.numpy()) for b, v in zip(before[k], vs)), k
+    assert int(model.optimizer.iterations) == 1 and int(model.adversary_optimizer.iterations) == 1
+    assert int(model.classifier_optimizer.iterations) == 1
+    assert model.adversary_optimizer.epsilon == 1e-8 and model.optimizer.epsilon == 1e-8
+
+
+def test_classifier_gradient_does_not_reach_the_encoder(batch):
+    model = make_model(PlainAutoencoder())
+    with tf.GradientTape() as tape:
+        losses = model.compute_losses(*batch)
+    grads = tape.gradient(losses["classifier"], model.encoder.trainable_variables)
+    assert all(g is None for g in grads)
+    with tf.GradientTape() as tape:
+        losses = model.compute_losses(*batch)
+    assert any(g is not None for g in tape.gradient(losses["classifier"], model.classifier.trainable_variables))
+
+
+def test_plain_autoencoder_has_no_adversary(batch):
+    model = make_model(PlainAutoencoder())
+    losses = model.compute_losses(*batch)
+    assert model.adversary is None and losses["adversary"] is None
+    assert float(losses["loss"]) == pytest.approx(float(losses["reconstruction"]))

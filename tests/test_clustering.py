@@ -1,0 +1,32 @@
+"""Clustering accuracy: invariances and known answers."""
+
+import numpy as np
+import pytest
+
+from acai.evaluation.clustering import cluster_accuracy, matched_accuracy
+
+
+def test_matched_accuracy_is_invariant_to_cluster_ids():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 500)
+    clusters = np.where(rng.random(500) < 0.8, labels, rng.integers(0, 10, 500))
+    perm = rng.permutation(10)
+    assert matched_accuracy(labels, clusters) == pytest.approx(matched_accuracy(labels, perm[clusters]))
+    assert matched_accuracy(labels, perm[labels]) == 1.0
+
+
+CENTRES = np.random.default_rng(1).normal(0, 10, (10, 5))
+
+
+def blobs(n, rng, spread):
+    labels = rng.integers(0, 10, n)
+    return CENTRES[labels] + rng.normal(0, spread, (n, 5)), labels
+
+
+def test_separated_data_clusters_perfectly_and_noise_is_near_chance():
+    rng = np.random.default_rng(0)
+    xtr, _ = blobs(1000, rng, 0.01)
+    xte, yte = blobs(300, rng, 0.01)
+    assert cluster_accuracy(xtr, xte, yte, restarts=100) == 1.0
+    noise_acc = cluster_accuracy(rng.normal(size=(1000, 5)), rng.normal(size=(300, 5)), rng.integers(0, 10, 300))
+    assert noise_acc < 0.25

@@ -1,0 +1,78 @@
+"""Composition of every group option, and the errors a user's typo or bad value gets."""
+
+import itertools
+
+import pytest
+from hydra.errors import ConfigCompositionException
+
+from acai.config import TrainerConfig, build
+from acai.data.base import Dataset
+from acai.errors import ConfigError
+from acai.networks.base import Architecture
+from acai.regularizers.base import Regularizer
+from acai.training.run import prepare
+from conftest import CONF, DATASETS, MODELS
+
+REGULARIZERS = sorted(p.stem for p in (CONF / "regularizer").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("dataset,model,regularizer", itertools.product(DATASETS, MODELS, REGULARIZERS))
+def test_every_combination_composes_and_builds(compose_cfg, dataset, model, regularizer):
+    cfg = compose_cfg(f"dataset={dataset}", f"model={model}", f"regularizer={regularizer}", "experiment=smoke")
+    _, _, _, ds, arch, reg = prepare(cfg)
+    assert ds.name == dataset and arch.name == model and reg.name == regularizer
+    assert arch.latent_dim == ds.latent_dim
+
+
+def test_default_is_acai_conv_on_lines_with_the_paper_settings(compose_cfg):
+    cfg = compose_cfg()
+    trainer, *_ , ds, arch, reg = prepare(cfg)
+    assert (ds.name, arch.name, reg.name) == ("lines", "conv", "acai")
+    assert (reg.advweight, reg.reg, trainer.lr, trainer.adam_epsilon, trainer.batch_size) == (0.5, 0.2, 1e-4, 1e-8, 64)
+    assert arch.latent_shape((32, 32, 1)) == (2, 2, 16)
+
+
+def test_overrides_reach_the_objects(compose_cfg):
+    cfg = compose_cfg("model.latent_dim=16", "trainer.batch_size=32", "trainer.total_samples=1024", "seed=3",
+                      "tracking.experiment=other")
+    trainer, _, tracking, _, arch, _ = prepare(cfg)
+    assert (arch.latent_dim, trainer.batch_size, trainer.total_samples, cfg.seed) == (16, 32, 1024, 3)
+    assert tracking.experiment == "other"
+
+
+@pytest.mark.parametrize("override,error", [
+    ("trainer.batchsize=3", ConfigCompositionException),
+    ("trainer.batch_size=abc", ConfigCompositionException),
+    ("regularizer=nonesuch", ConfigCompositionException),
+    ("dataset=cifar", ConfigCompositionException),
+])
+def test_typos_fail_while_composing(compose_cfg, override, error):
+    with pytest.raises(error):
+        compose_cfg(override)
+
+
+@pytest.mark.parametrize("override,match", [
+    ("+regularizer.lamda=1", r"regularizer.lamda"),
+    ("regularizer.advweight=heavy", r"regularizer.advweight"),
+    ("+model.widht=3", r"model.widht"),
+    ("trainer.batch_size=1", r"trainer.batch_size=1 .*need two"),
+    ("trainer.lr=0", r"trainer.lr=0.0 .*> 0"),
+    ("trainer.total_samples=-5", r"trainer.total_samples"),
+])
+def test_bad_values_fail_before_training_with_the_setting_named(compose_cfg, override, match):
+    with pytest.raises(ConfigError, match=match):
+        prepare(compose_cfg(override))
+
+
+def test_unknown_target_is_refused(compose_cfg):
+    cfg = compose_cfg("regularizer._target_=os.system")
+    with pytest.raises(ConfigError, match="regularizer._target_"):
+        build(cfg.regularizer, "regularizer", Regularizer)
+    with pytest.raises(ConfigError, match="dataset._target_"):
+        build(cfg.model, "dataset", Dataset)
+    assert isinstance(build(cfg.model, "model", Architecture), Architecture)
+
+
+def test_training_length_rounds_to_whole_evaluations():
+    t = TrainerConfig(batch_size=64, total_samples=65536, eval_every=16384)
+    assert (t.steps_per_eval, t.evaluations, t.total_steps) == (256, 4, 1024)
