@@ -3,6 +3,7 @@
 import itertools
 
 import pytest
+from conftest import CONF, DATASETS, MODELS
 from hydra.errors import ConfigCompositionException
 
 from acai.config import TrainerConfig, build
@@ -11,7 +12,6 @@ from acai.errors import ConfigError
 from acai.networks.base import Architecture
 from acai.regularizers.base import Regularizer
 from acai.training.run import prepare
-from conftest import CONF, DATASETS, MODELS
 
 REGULARIZERS = sorted(p.stem for p in (CONF / "regularizer").glob("*.yaml"))
 

@@ -5,11 +5,11 @@ import struct
 
 import numpy as np
 import pytest
+from conftest import FASHION
 
 from acai.data.base import pad_to
 from acai.data.images import ImageDataset, read_idx
 from acai.errors import DatasetError
-from conftest import FASHION
 
 
 def write_idx(path, array: np.ndarray) -> None:

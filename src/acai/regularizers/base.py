@@ -85,9 +85,9 @@ class Regularizer:
         return x
 
     def bottleneck(self, features: tf.Tensor, seed: keras.random.SeedGenerator
-                   ) -> tuple[tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
-        """From encoder output to (latent, decoder input, weighted AE loss terms) on the training path."""
-        return features, features, {}
+                   ) -> tuple[tf.Tensor, tf.Tensor, dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+        """From encoder output to (latent, decoder input, weighted AE loss terms, diagnostics) when training."""
+        return features, features, {}, {}
 
     def reconstruction_loss(self, x: tf.Tensor, decoded: tf.Tensor) -> tf.Tensor:
         """The training likelihood term on raw decoder output (VAE: Bernoulli)."""

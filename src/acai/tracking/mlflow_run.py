@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,14 @@ def log_config(cfg: DictConfig) -> None:
     for start in range(0, len(items), 100):
         mlflow.log_params(dict(items[start:start + 100]))
     mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+
+
+def log_classifier(classifier) -> None:
+    """The latent classifier as a plain .keras file (fast; `src/evaluate.py` reloads it)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "latent_classifier.keras"
+        classifier.save(path)
+        mlflow.log_artifact(str(path), "latent_classifier")
 
 
 def log_keras_model(model, name: str = "model") -> None:

@@ -102,7 +102,7 @@ class Autoencoder(keras.Model):
         """One forward pass: every loss and diagnostic of the step, in a dict."""
         reg = self.regularizer
         features = self.encoder(reg.corrupt(x, self.seed_generator), training=True)
-        latent, code, terms = reg.bottleneck(features, self.seed_generator)
+        latent, code, terms, bottleneck_diagnostics = reg.bottleneck(features, self.seed_generator)
         raw = self.decoder(code, training=True)
         reconstruction = raw if self.output_head is None else self.output_head(raw)
         losses = {"reconstruction": mse(x, reconstruction), "likelihood": reg.reconstruction_loss(x, raw)}
@@ -116,7 +116,7 @@ class Autoencoder(keras.Model):
         losses["classifier"] = ops.mean(
             keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
         losses["classifier_accuracy"] = ops.mean(ops.cast(ops.argmax(logits, -1) == labels, "float32"))
-        losses.update(terms)
+        losses.update(bottleneck_diagnostics)
         losses.update(diagnostics)
         return losses
 

@@ -14,7 +14,7 @@ from acai.evaluation.evaluator import Evaluator
 from acai.networks.base import Architecture
 from acai.networks.inference import predict
 from acai.regularizers.base import Regularizer
-from acai.tracking.mlflow_run import log_config, log_keras_model, open_experiment, run_name
+from acai.tracking.mlflow_run import log_classifier, log_config, log_keras_model, open_experiment, run_name
 from acai.tracking.plots import latent_scatter
 from acai.training.autoencoder import Autoencoder
 from acai.training.callbacks import Evaluate, TrainMetrics
@@ -64,4 +64,5 @@ def train(cfg: DictConfig) -> str:
         mlflow.log_figure(fig, "latent_space.png")
         if tracking.log_model:
             log_keras_model(model.export())
+            log_classifier(model.classifier)
         return run.info.run_id

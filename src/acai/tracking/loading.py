@@ -1,0 +1,69 @@
+"""Bring back what a run logged: its config, its autoencoder and its latent classifier."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import tempfile
+from pathlib import Path
+
+import keras
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from acai.errors import TrackingError
+
+CLASSIFIER_ARTIFACT = "latent_classifier/latent_classifier.keras"
+
+
+def register_custom_layers() -> None:
+    """Import every module that registers Keras objects, so safe-mode loading finds them."""
+    import acai.networks.layers  # noqa: F401
+    import acai.regularizers as regs
+
+    for info in pkgutil.iter_modules(regs.__path__):
+        importlib.import_module(f"{regs.__name__}.{info.name}")
+
+
+def get_run(client: MlflowClient, run_id: str):
+    try:
+        return client.get_run(run_id)
+    except MlflowException as e:
+        raise TrackingError(
+            f"run id {run_id!r}: no such MLflow run in {client.tracking_uri} ({e.error_code})") from None
+
+
+def run_config(client: MlflowClient, run_id: str) -> DictConfig:
+    """The resolved config the run logged as `config.yaml`."""
+    get_run(client, run_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, "config.yaml", tmp)
+        except Exception:  # noqa: BLE001 - any missing/unreadable artifact means the same to the user
+            raise TrackingError(f"run {run_id} has no config.yaml artifact; was it made by src/train.py?") from None
+        return OmegaConf.load(path)
+
+
+def load_autoencoder(model_uri: str) -> keras.Model:
+    """A logged autoencoder (`runs:/<id>/model` or `models:/...`), with `encode`/`decode` sub-models."""
+    register_custom_layers()
+    try:
+        model = mlflow.keras.load_model(model_uri)
+    except Exception as e:  # noqa: BLE001
+        raise TrackingError(f"model {model_uri!r} could not be loaded ({type(e).__name__}: {e})") from None
+    names = {layer.name for layer in model.layers}
+    if not {"encode", "decode"} <= names:
+        raise TrackingError(f"model {model_uri!r} is not an acai autoencoder (no encode/decode layers)")
+    return model
+
+
+def load_classifier(client: MlflowClient, run_id: str) -> keras.Model | None:
+    """The latent classifier trained alongside the autoencoder, or None if the run has none."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, CLASSIFIER_ARTIFACT, tmp)
+        except Exception:  # noqa: BLE001
+            return None
+        return keras.saving.load_model(Path(path), safe_mode=True)

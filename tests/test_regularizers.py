@@ -1,0 +1,119 @@
+"""Each baseline's defining property, tested on the real step with small networks."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import ops
+
+from acai.data.lines import Lines
+from acai.networks.conv import ConvArchitecture
+from acai.networks.mlp import MlpArchitecture
+from acai.regularizers.aae import Aae
+from acai.regularizers.base import Step
+from acai.regularizers.denoising import Denoising
+from acai.regularizers.dropout import Dropout
+from acai.regularizers.vae import Vae, gaussian_kl
+from acai.regularizers.vqvae import VectorQuantizer, VqVae
+from acai.training.autoencoder import Autoencoder
+
+
+@pytest.fixture(scope="module")
+def batch():
+    x, y = Lines(test_size=16).test_set()
+    return tf.constant(x), tf.constant(y)
+
+
+def make(regularizer, arch=None):
+    keras.utils.set_random_seed(0)
+    model = Autoencoder(arch or ConvArchitecture(depth=8), regularizer, (32, 32, 1), 10)
+    model.compile(jit_compile=False)
+    return model
+
+
+def test_dropout_is_active_in_training_and_off_in_evaluation(batch):
+    model = make(Dropout(keep_prob=0.5), MlpArchitecture(latent_dim=64, hidden=[64]))
+    features = model.encoder(batch[0])
+    latent, code, _, _ = model.regularizer.bottleneck(features, model.seed_generator)
+    f, c = features.numpy(), code.numpy()
+    dropped = c == 0
+    assert 0.3 < dropped.mean() < 0.7
+    np.testing.assert_allclose(c[~dropped], 2 * f[~dropped], rtol=1e-5)
+    np.testing.assert_array_equal(latent.numpy(), f)
+    np.testing.assert_array_equal(model.encode(batch[0]).numpy(), model.encode(batch[0]).numpy())
+    np.testing.assert_allclose(model.encode(batch[0]).numpy(), f, atol=1e-6)
+
+
+def test_denoising_input_differs_from_the_clean_target(batch):
+    model = make(Denoising(noise=1.0))
+    x = batch[0]
+    noisy = model.regularizer.corrupt(x, model.seed_generator).numpy()
+    assert np.std(noisy - x.numpy()) == pytest.approx(1.0, rel=0.05)
+    state = model.seed_generator.state.numpy()
+    losses = model.compute_losses(*batch)
+    model.seed_generator.state.assign(state)
+    noisy = model.regularizer.corrupt(x, model.seed_generator)
+    expected = np.mean((model.decoder(model.encoder(noisy)).numpy() - x.numpy()) ** 2)
+    assert float(losses["reconstruction"]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_vae_kl_matches_the_closed_form():
+    mu = np.array([[0.0, 1.0, -2.0]], np.float32)
+    log_var = np.array([[0.0, 0.0, np.log(4.0)]], np.float32)
+    expected = 0.5 * ((0 + 0 - 1 + 1) + (0 - 1 + 1 + 1) + (-np.log(4.0) - 1 + 4 + 4))
+    assert float(gaussian_kl(mu, log_var)) == pytest.approx(expected, rel=1e-6)
+    assert float(gaussian_kl(np.zeros((2, 5)), np.zeros((2, 5)))) == 0.0
+
+
+def test_vae_outputs_images_in_range_and_interpolates_the_mean(batch):
+    model = make(Vae())
+    out = model(batch[0]).numpy()
+    assert out.min() >= -1 and out.max() <= 1
+    features = model.encoder(batch[0])
+    np.testing.assert_allclose(model.encode(batch[0]), model.regularizer.mean_head(features), atol=1e-6)
+    losses = model.compute_losses(*batch)
+    assert float(losses["kl"]) > 0 and float(losses["likelihood"]) > 0
+    assert float(losses["loss"]) == pytest.approx(float(losses["likelihood"]) + float(losses["kl"]), rel=1e-5)
+    assert any(v is model.regularizer.log_var_head.trainable_variables[0] for v in model.autoencoder_variables())
+
+
+def test_aae_discriminator_loss_responds_to_prior_versus_latent():
+    reg = Aae()
+    reg.build(None, (32, 32, 1), (2, 2, 16), lambda lr: keras.optimizers.Adam(1e-3))
+    seed = keras.random.SeedGenerator(0)
+    far = np.full((64, 2, 2, 16), 4.0, np.float32)
+    for _ in range(50):
+        with tf.GradientTape() as tape:
+            step = Step(x=None, latent=tf.constant(far), reconstruction=None, decode=None, seed=seed)
+            _, disc_loss, diag = reg.adversary_losses(step)
+        grads = tape.gradient(disc_loss, reg.adversary.trainable_variables)
+        reg.adversary_optimizer.apply_gradients(zip(grads, reg.adversary.trainable_variables))
+    assert float(diag["disc_accuracy"]) > 0.95
+    logit_far = reg.adversary(far).numpy().mean()
+    logit_prior = reg.adversary(np.random.default_rng(0).normal(size=far.shape).astype(np.float32)).numpy().mean()
+    assert logit_prior > 0 > logit_far
+
+
+def test_vq_codes_are_codebook_members_and_ema_moves_used_codes():
+    keras.utils.set_random_seed(0)
+    vq = VectorQuantizer((2, 2, 4), num_latents=3, codebook_size=32, filter_size=16, decay=0.9)
+    vq.build((None, 2, 2, 4))
+    features = np.random.default_rng(0).normal(size=(8, 2, 2, 4)).astype(np.float32)
+    vectors = vq.vectors(features)
+    codes = vq.nearest(vectors).numpy()
+    book = vq.codebook.numpy()
+    d = ((vectors.numpy()[:, None] - book[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(codes, d.argmin(1))
+    used = codes[0]
+    assigned = vectors.numpy()[codes == used].mean(0)
+    before = np.linalg.norm(book[used] - assigned)
+    for _ in range(5):
+        vq.update_codebook(vectors, ops.convert_to_tensor(codes))
+    after = np.linalg.norm(vq.codebook.numpy()[used] - assigned)
+    assert after < before
+
+
+def test_vqvae_step_reports_commitment_and_perplexity(batch):
+    model = make(VqVae(codebook_size=64, num_latents=2, filter_size=32))
+    losses = model.compute_losses(*batch)
+    assert float(losses["commitment"]) > 0 and 1 <= float(losses["perplexity"]) <= 32
