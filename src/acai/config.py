@@ -42,6 +42,7 @@ class TrainerConfig:
     mixed_precision: bool = False
     log_every: int = 50
     checkpoint_every: int = 16384
+    checkpoint_dir: str = "checkpoints"
     verbose: int = 1
 
     def __post_init__(self) -> None:

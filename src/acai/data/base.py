@@ -37,8 +37,10 @@ class Dataset:
         """The first `limit` training examples, unshuffled (for clustering)."""
         raise NotImplementedError
 
-    def train_batches(self, batch_size: int, seed: int, image_size: int | None) -> tf.data.Dataset:
-        """An endless, seeded tf.data stream of (images, labels) batches."""
+    def train_batches(self, batch_size: int, seed: int, image_size: int | None,
+                      start_step: int = 0) -> tf.data.Dataset:
+        """An endless, seeded tf.data stream of (images, labels) batches, starting at batch `start_step`
+        (the same batches an uninterrupted run would see from there: resume depends on it)."""
         raise NotImplementedError
 
 

@@ -125,7 +125,8 @@ class ImageDataset(Dataset):
     def train_set(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
         return to_unit_range(self.arrays["x_train"][:limit]), self.arrays["y_train"][:limit]
 
-    def train_batches(self, batch_size: int, seed: int, image_size: int | None) -> tf.data.Dataset:
+    def train_batches(self, batch_size: int, seed: int, image_size: int | None,
+                      start_step: int = 0) -> tf.data.Dataset:
         x, y = self.arrays["x_train"], self.arrays["y_train"]
         if len(x) < batch_size:
             raise DatasetError(f"dataset={self.name} has {len(x)} training images, fewer than one batch ({batch_size})")
@@ -136,4 +137,5 @@ class ImageDataset(Dataset):
             images = tf.cast(images, tf.float32) * (2.0 / 255.0) - 1.0
             return pad_to(images, image_size), labels
 
-        return ds.batch(batch_size, drop_remainder=True).map(prepare).prefetch(tf.data.AUTOTUNE)
+        ds = ds.batch(batch_size, drop_remainder=True).skip(start_step)
+        return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -98,7 +98,8 @@ class Lines(Dataset):
     def train_set(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
         return self._fixed(1, limit)
 
-    def train_batches(self, batch_size: int, seed: int, image_size: int | None) -> tf.data.Dataset:
+    def train_batches(self, batch_size: int, seed: int, image_size: int | None,
+                      start_step: int = 0) -> tf.data.Dataset:
         size = self.size
 
         def batch(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -111,7 +112,7 @@ class Lines(Dataset):
             return pad_to(x, image_size), tf.ensure_shape(y, (batch_size,))
 
         return (
-            tf.data.Dataset.counter()
+            tf.data.Dataset.counter(start_step)
             .map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .prefetch(tf.data.AUTOTUNE)
         )

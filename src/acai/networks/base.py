@@ -20,6 +20,7 @@ class Architecture:
         return None
 
     def latent_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, ...]:
+        """The encoder's output shape; raises ConfigError when the latent size does not fit."""
         raise NotImplementedError
 
     def encoder(self, image_shape: tuple[int, int, int], name: str = "encoder") -> keras.Model:

@@ -37,9 +37,10 @@ class SampleClock(keras.callbacks.Callback):
 class TrainMetrics(SampleClock):
     """Logs the running training losses every `log_every` steps, and stops on NaN/Inf with the loss named."""
 
-    def __init__(self, batch_size: int, steps_per_epoch: int, log_every: int):
+    def __init__(self, batch_size: int, steps_per_epoch: int, log_every: int, skip_until: int = 0):
         super().__init__(batch_size, steps_per_epoch)
         self.log_every = log_every
+        self.skip_until = skip_until  # a resumed run already logged these samples
         self.train_seconds = 0.0  # time inside training batches, evaluations excluded
         self.first_step_seconds = 0.0  # includes tracing and XLA compilation
         self.timed_steps = 0
@@ -71,7 +72,7 @@ class TrainMetrics(SampleClock):
                 f"loss {bad[0]!r} became {values[bad[0]]} at step {step} ({self.samples(batch)} samples); "
                 "the last checkpoint and everything logged so far are kept. Lower the learning rate or check the data."
             )
-        if step % self.log_every == 0:
+        if step % self.log_every == 0 and self.samples(batch) > self.skip_until:
             mlflow.log_metrics({f"train/{k}": v for k, v in values.items()}, step=self.samples(batch))
 
 
@@ -82,7 +83,8 @@ class Evaluate(SampleClock):
         super().__init__(batch_size, steps_per_epoch)
         self.evaluator = evaluator
         self.history: dict[str, list[float]] = history if history is not None else {}
-        self.last: dict[str, float] = {}
+        self.last: dict[str, float] = {k: v[-1] for k, v in self.history.items()}
+        self.logged_until = len(next(iter(self.history.values()), [])) * steps_per_epoch * batch_size
 
     def on_epoch_end(self, epoch, logs=None):
         cfg = self.evaluator.cfg
@@ -91,6 +93,8 @@ class Evaluate(SampleClock):
 
     def log_evaluation(self, model, samples: int, cluster: bool = False) -> dict[str, float]:
         ev = self.evaluator
+        if samples <= self.logged_until:  # a resumed run redid an epoch it had already evaluated
+            return self.last
         metrics = ev.evaluate(model.encode_model, model.decode_model, model.classifier, cluster=cluster)
         for key, value in metrics.items():
             self.history.setdefault(key, []).append(value)

@@ -2,22 +2,54 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 import time
+from pathlib import Path
 
 import keras
 import mlflow
-from omegaconf import DictConfig
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
 
 from acai.config import EvaluationConfig, TrackingConfig, TrainerConfig, build, section
 from acai.data.base import Dataset
+from acai.errors import ConfigError
 from acai.evaluation.evaluator import Evaluator
 from acai.networks.base import Architecture
 from acai.networks.inference import predict
 from acai.regularizers.base import Regularizer
+from acai.tracking.loading import get_run, run_config
 from acai.tracking.mlflow_run import log_classifier, log_config, log_keras_model, open_experiment, run_name
 from acai.tracking.plots import latent_scatter
 from acai.training.autoencoder import Autoencoder
 from acai.training.callbacks import Evaluate, TrainMetrics
+from acai.training.checkpoint import Checkpointing, TrainingState
+
+
+def resume_config(cfg: DictConfig) -> DictConfig:
+    """`resume=<run id>`: continue that run with the config it logged (only `trainer.verbose` may change)."""
+    tracking = section(cfg.tracking, TrackingConfig, "tracking")
+    open_experiment(tracking)
+    client = MlflowClient()
+    run = get_run(client, cfg.resume)
+    if run.info.status == "FINISHED":
+        raise ConfigError("resume", cfg.resume, "that run has finished; resume continues an unfinished run")
+    logged = run_config(client, cfg.resume)
+    logged.resume = cfg.resume
+    logged.trainer.verbose = cfg.trainer.verbose
+    return logged
+
+
+def eval_history(run_id: str | None) -> dict[str, list[float]]:
+    """The evaluations a resumed run already logged, in step order (for the median of the last 20)."""
+    if run_id is None:
+        return {}
+    client = MlflowClient()
+    metrics = client.get_run(run_id).data.metrics
+    return {k[len("eval/"):]: [m.value for m in sorted(client.get_metric_history(run_id, k), key=lambda m: m.step)]
+            for k in metrics if k.startswith("eval/")}
 
 
 def prepare(cfg: DictConfig):
@@ -28,32 +60,74 @@ def prepare(cfg: DictConfig):
     dataset = build(cfg.dataset, "dataset", Dataset)
     arch = build(cfg.model, "model", Architecture)
     regularizer = build(cfg.regularizer, "regularizer", Regularizer)
+    arch.latent_shape((0, 0, 1))  # a latent size that does not fit fails here, before any data is loaded
     return trainer, evaluation, tracking, dataset, arch, regularizer
 
 
+def config_key(cfg: DictConfig) -> str:
+    """A fingerprint of everything that shapes training: the same command gives the same key."""
+    data = OmegaConf.to_container(cfg, resolve=True)
+    data.pop("resume", None)
+    data["trainer"].pop("verbose", None)
+    return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def find_unfinished(experiment_id: str, key: str) -> str | None:
+    """The latest run of this exact config that did not finish (killed, crashed or failed), if any."""
+    runs = MlflowClient().search_runs(
+        [experiment_id], f"tags.`acai.config_key` = '{key}' and attributes.status != 'FINISHED'",
+        order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def logged_until(run_id: str | None, metric: str) -> int:
+    """The last step at which `metric` was logged (0 for a new run)."""
+    if run_id is None:
+        return 0
+    history = MlflowClient().get_metric_history(run_id, metric)
+    return max((m.step for m in history), default=0)
+
+
 def train(cfg: DictConfig) -> str:
-    """Train one configuration and return its MLflow run id."""
+    """Train one configuration and return its MLflow run id; rerunning a killed command resumes it."""
+    if cfg.resume:
+        cfg = resume_config(cfg)
     trainer, evaluation, tracking, dataset, arch, regularizer = prepare(cfg)
     keras.utils.set_random_seed(cfg.seed)
     experiment_id = open_experiment(tracking)
+    key = config_key(cfg)
+    resume_id = cfg.resume or find_unfinished(experiment_id, key)
     native = dataset.test_set()[0].shape[1]
     image_size = arch.image_size(native)
     evaluator = Evaluator(dataset, evaluation, image_size, seed=cfg.seed)
     model = Autoencoder(arch, regularizer, evaluator.x_test.shape[1:], dataset.num_classes,
                         lr=trainer.lr, epsilon=trainer.adam_epsilon, seed=cfg.seed)
     model.compile(jit_compile=trainer.jit_compile)
-    batches = dataset.train_batches(trainer.batch_size, cfg.seed, image_size)
+    state = TrainingState(model, Path(trainer.checkpoint_dir).expanduser().resolve() / key)
+    if resume_id is None:
+        shutil.rmtree(state.directory, ignore_errors=True)  # a finished run's checkpoints: start afresh
+    first_epoch = state.restore()
+    batches = dataset.train_batches(trainer.batch_size, cfg.seed, image_size,
+                                    start_step=first_epoch * trainer.steps_per_eval)
 
-    tags = {"regularizer": regularizer.name, "dataset": dataset.name, "model": arch.name}
+    tags = {"regularizer": regularizer.name, "dataset": dataset.name, "model": arch.name, "acai.config_key": key}
     if tracking.sweep:
         tags["sweep"] = tracking.sweep
-    with mlflow.start_run(experiment_id=experiment_id, run_name=tracking.run_name or run_name(cfg), tags=tags) as run:
-        log_config(cfg)
-        metrics_cb = TrainMetrics(trainer.batch_size, trainer.steps_per_eval, trainer.log_every)
-        evaluate_cb = Evaluate(evaluator, trainer.batch_size, trainer.steps_per_eval)
+    name = tracking.run_name or run_name(cfg)
+    with mlflow.start_run(run_id=resume_id, experiment_id=experiment_id, run_name=name, tags=tags) as run:
+        if resume_id is None:
+            log_config(cfg)
+        else:
+            print(f"Resuming MLflow run {resume_id} after {first_epoch} of {trainer.evaluations} evaluations")
+        metrics_cb = TrainMetrics(trainer.batch_size, trainer.steps_per_eval, trainer.log_every,
+                                  skip_until=logged_until(resume_id, "train/loss"))
+        evaluate_cb = Evaluate(evaluator, trainer.batch_size, trainer.steps_per_eval,
+                               history=eval_history(resume_id))
+        every = max(1, round(trainer.checkpoint_every / (trainer.steps_per_eval * trainer.batch_size)))
         start = time.perf_counter()
-        model.fit(batches, epochs=trainer.evaluations, steps_per_epoch=trainer.steps_per_eval,
-                  callbacks=[metrics_cb, evaluate_cb], verbose=trainer.verbose)
+        model.fit(batches, epochs=trainer.evaluations, initial_epoch=first_epoch,
+                  steps_per_epoch=trainer.steps_per_eval, verbose=trainer.verbose,
+                  callbacks=[metrics_cb, evaluate_cb, Checkpointing(state, every)])
         timing = {"time/wall_seconds": time.perf_counter() - start, "time/train_seconds": metrics_cb.train_seconds,
                   "time/first_step_seconds": metrics_cb.first_step_seconds,
                   "time/images_per_second": metrics_cb.images_per_second,

@@ -1,0 +1,67 @@
+"""Full training state on disk (tf.train.CheckpointManager), so a killed run resumes where it stopped.
+
+Saved at evaluation boundaries: every network and optimizer slot, the latent classifier, the
+regularizer's state (critic, discriminator, VQ codebook), the step-counter and the random-generator
+state. Data order needs no state: lines batch i is drawn from (seed, i), image batches are a seeded
+shuffle that resume skips forward through.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from acai.errors import TrainingError
+
+
+class TrainingState:
+    """Checkpoints of one run's training, in its own folder."""
+
+    def __init__(self, model, directory: Path, keep: int = 2):
+        model.build_optimizers()
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_evaluations")
+        items = {"model": model, "ae_optimizer": model.optimizer, "classifier_optimizer": model.classifier_optimizer,
+                 "seed": model.seed_generator.state.value, "epoch": self.epoch}
+        if model.adversary_optimizer is not None:
+            items["adversary_optimizer"] = model.adversary_optimizer
+        self.checkpoint = tf.train.Checkpoint(**items)
+        self.directory = Path(directory)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.directory), max_to_keep=keep)
+
+    @property
+    def latest(self) -> str | None:
+        return self.manager.latest_checkpoint
+
+    def restore(self) -> int:
+        """Load the latest checkpoint (if any) and return the number of completed epochs."""
+        path = self.latest
+        if path is None:
+            return 0
+        try:
+            self.checkpoint.read(path).assert_existing_objects_matched()
+        except (tf.errors.OpError, AssertionError, ValueError) as e:
+            first = str(e).strip().splitlines()[0][:200]
+            raise TrainingError(
+                f"checkpoint {path} is corrupt or belongs to a different model ({first}); "
+                f"delete {self.directory} to start afresh"
+            ) from None
+        return int(self.epoch.numpy())
+
+    def save(self, epochs_done: int) -> str:
+        self.epoch.assign(epochs_done)
+        return self.manager.save(checkpoint_number=epochs_done)
+
+
+class Checkpointing(keras.callbacks.Callback):
+    """Saves the training state every `every` epochs (evaluations) and at the end."""
+
+    def __init__(self, state: TrainingState, every: int):
+        super().__init__()
+        self.state, self.every = state, max(1, every)
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1
+        if done % self.every == 0 or done == self.params.get("epochs"):
+            self.state.save(done)

@@ -1,0 +1,260 @@
+"""Interpolate in a logged autoencoder's latent space and save the decoded path as one PNG grid.
+
+    python src/interpolate.py RUN_ID_OR_MODEL_URI --out grid.png
+        (--indices A B [A B ...] | --images FILE_A FILE_B [...] | --pairs N [--seed S])
+        [--steps 11] [--mode linear|spherical] [--tracking-uri sqlite:///mlflow.db] [--log]
+
+The model is `runs:/RUN_ID/model` for a run id, or any model URI (`runs:/...`, `models:/NAME/VERSION`,
+`models:/NAME@ALIAS`). Endpoints come from the run's test set by index (`--indices`; each two numbers
+make one row), from N random test pairs (`--pairs N`), or from image files (`--images`; each two files
+make one row; any format Pillow reads, converted to the model's channels and resized to its H x W; needs
+no run config, so a model URI alone will do). Each row runs over `--steps` points, endpoints included.
+The grid (rows = pairs, columns = steps) is written to `--out` and its path printed; `--log` also logs
+it to the run as `interpolations/<name>.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: E402
+
+from acai.errors import AcaiError, ConfigError, DatasetError, TrackingError  # noqa: E402
+
+MODES = ("linear", "spherical")
+ACCEPTED = "give an image file Pillow can read (PNG, JPEG, BMP, GIF, TIFF, WebP, ...)"
+RUNS_URI = re.compile(r"^runs:/([^/]+)(/|$)")
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def read_image(path: str | Path) -> Image.Image:
+    """Open and fully decode an image file, upright (EXIF orientation applied); DatasetError if it cannot be."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DatasetError(f"image file {str(p)!r} does not exist; {ACCEPTED}")
+    if not p.is_file():
+        raise DatasetError(f"image file {str(p)!r} is not a file; {ACCEPTED}")
+    try:
+        with Image.open(p) as img:
+            img.load()
+            return ImageOps.exif_transpose(img)
+    except UnidentifiedImageError:
+        reason = "not an image format Pillow recognises"
+    except Image.DecompressionBombError as e:
+        reason = f"too large to decode safely ({_one_line(e)})"
+    except Exception as e:  # noqa: BLE001 - truncated/corrupt data surfaces as OSError, SyntaxError, ValueError...
+        reason = f"{type(e).__name__}: {_one_line(e)}"
+    raise DatasetError(f"image file {str(p)!r} cannot be read ({reason}); {ACCEPTED}")
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit and float images -> 8-bit grayscale ('L'); Pillow's own conversion would clip them to white."""
+    if img.mode.startswith("I;16"):
+        pixels = np.asarray(img, np.float64) / 257.0
+    else:  # 'I' (32-bit int) or 'F' (float)
+        pixels = np.nan_to_num(np.asarray(img, np.float64))
+        top = pixels.max(initial=0.0)
+        if top > 255.0:
+            pixels = pixels * (255.0 / (65535.0 if top <= 65535.0 else top))
+        elif 0.0 < top <= 1.0 and img.mode == "F":
+            pixels = pixels * 255.0
+    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "L")
+
+
+def image_to_array(img: Image.Image, shape: tuple[int, int, int]) -> np.ndarray:
+    """A Pillow image -> float32 [H, W, C] in [-1, 1] for a model whose input is `shape` (C = 1 or 3)."""
+    from acai.data.base import to_unit_range
+
+    h, w, c = shape
+    if c not in (1, 3):
+        raise DatasetError(f"the model takes {c}-channel images; image files work for 1 (grayscale) or 3 (RGB)")
+    if img.mode.startswith("I") or img.mode == "F":
+        img = _to_8bit(img)
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info:
+        # transparent pixels become the datasets' background, black (-1)
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+    img = img.convert("L" if c == 1 else "RGB")
+    if img.size != (w, h):
+        img = img.resize((w, h), Image.Resampling.LANCZOS)
+    pixels = np.asarray(img, np.uint8).reshape(h, w, c)
+    return to_unit_range(pixels)
+
+
+def load_image(path: str | Path, shape: tuple[int, int, int]) -> np.ndarray:
+    """An image file as the model's input: float32 [H, W, C] in [-1, 1] (x * 2/255 - 1)."""
+    return image_to_array(read_image(path), shape)
+
+
+def _pairs(values: list, option: str, example: str) -> list[tuple]:
+    if len(values) % 2:
+        raise ConfigError(option, values, f"give pairs, an even number of values (e.g. {option} {example})")
+    return list(zip(values[::2], values[1::2]))
+
+
+def _model_source(target: str, client: MlflowClient) -> tuple[str, str | None]:
+    """(model URI, run id or None when it is not known without asking the model)."""
+    if ":" in target or Path(target).expanduser().exists():
+        match = RUNS_URI.match(target)
+        if match:
+            from acai.tracking.loading import get_run
+
+            get_run(client, match.group(1))
+            return target, match.group(1)
+        return target, None
+    from acai.tracking.loading import get_run
+
+    get_run(client, target)
+    return f"runs:/{target}/model", target
+
+
+def _source_run(model_uri: str, why: str) -> str:
+    """The run that logged a model (for `models:/...` URIs), needed by `why`."""
+    try:
+        run_id = mlflow.models.get_model_info(model_uri).run_id
+    except Exception as e:  # noqa: BLE001
+        raise TrackingError(f"model {model_uri!r}: cannot find the run that logged it ({_one_line(e)})") from None
+    if not run_id:
+        raise TrackingError(f"model {model_uri!r} was not logged by an MLflow run; {why} needs one")
+    return run_id
+
+
+def _test_images(client: MlflowClient, run_id: str, shape: tuple[int, int, int]) -> np.ndarray:
+    from acai.config import build
+    from acai.data.base import Dataset, pad_to
+    from acai.tracking.loading import run_config
+
+    dataset = build(run_config(client, run_id).dataset, "dataset", Dataset)
+    x, _ = dataset.test_set()
+    x = pad_to(x, shape[0])
+    if x.shape[1:] != shape:
+        raise DatasetError(f"dataset={dataset.name} gives images of shape {x.shape[1:]}, but the model takes {shape}")
+    return x
+
+
+def interpolate(target: str, out: str | Path, *, indices: list[int] | None = None, images: list[str] | None = None,
+                pairs: int | None = None, seed: int = 0, steps: int = 11, mode: str = "linear",
+                tracking_uri: str = "sqlite:///mlflow.db", log: bool = False) -> Path:
+    """Write the interpolation grid to `out` and return its path; AcaiError on any bad input."""
+    given = [name for name, value in (("--indices", indices), ("--images", images), ("--pairs", pairs))
+             if value is not None]
+    if len(given) != 1:
+        raise ConfigError("--indices/--images/--pairs", " and ".join(given) if given else "none given",
+                          "give exactly one of --indices A B, --images FILE_A FILE_B or --pairs N")
+    if steps < 2:
+        raise ConfigError("--steps", steps, "must be >= 2 (the two endpoints)")
+    if mode not in MODES:
+        raise ConfigError("--mode", mode, f"must be one of {list(MODES)}")
+    if pairs is not None and pairs < 1:
+        raise ConfigError("--pairs", pairs, "must be >= 1")
+    index_pairs = _pairs(indices, "--indices", "3 17") if indices is not None else None
+    file_pairs = _pairs(images, "--images", "a.png b.jpg") if images is not None else None
+    out = Path(out).expanduser()
+    if out.suffix.lower() != ".png":
+        raise ConfigError("--out", str(out), "must be a .png file name")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError("--out", str(out), f"cannot create its folder ({e.strerror})") from None
+    if out.is_dir() or not os.access(out.parent, os.W_OK):
+        raise ConfigError("--out", str(out), "must be a writable file path")
+    opened = [[read_image(f) for f in pair] for pair in file_pairs] if file_pairs else None  # fail fast
+
+    from acai.evaluation.interpolation import lerp, slerp
+    from acai.networks.inference import predict
+    from acai.tracking.loading import load_autoencoder
+    from acai.tracking.mlflow_run import resolve_uri
+    from acai.tracking.plots import image_grid
+
+    uri = resolve_uri(tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    model_uri, run_id = _model_source(target, client)
+    model = load_autoencoder(model_uri)
+    shape = tuple(model.input_shape[1:])
+    if len(shape) != 3 or None in shape:
+        raise TrackingError(f"model {model_uri!r} takes inputs of shape {shape}; expected fixed H x W x C images")
+
+    if opened is not None:
+        ends = np.array([[image_to_array(img, shape) for img in pair] for pair in opened], np.float32)
+    else:
+        if run_id is None:
+            run_id = _source_run(model_uri, "--indices/--pairs (the run's test set)")
+        x = _test_images(client, run_id, shape)
+        n = len(x)
+        if pairs is not None:
+            if n < 2:
+                raise DatasetError(f"the run's test set has {n} image(s); --pairs needs at least 2")
+            rng = np.random.default_rng(seed)
+            a = rng.integers(0, n, pairs)
+            index_pairs = list(zip(a, (a + rng.integers(1, n, pairs)) % n))
+        bad = sorted({i for pair in index_pairs for i in pair if not 0 <= i < n})
+        if bad:
+            raise DatasetError(f"--indices {bad}: out of range; the run's test set has {n} images (0..{n - 1})")
+        ends = x[np.array(index_pairs)]
+
+    rows = len(ends)
+    z = predict(model.get_layer("encode"), ends.reshape((2 * rows,) + shape))
+    z = z.reshape((rows, 2) + z.shape[1:])
+    path = (lerp if mode == "linear" else slerp)(z[:, 0], z[:, 1], steps).astype(np.float32)
+    frames = predict(model.get_layer("decode"), path.reshape((rows * steps,) + z.shape[2:]))
+    grid = image_grid(frames.reshape((rows, steps) + frames.shape[1:]))
+    try:
+        Image.fromarray(grid).save(out, format="PNG")
+    except OSError as e:
+        raise ConfigError("--out", str(out), f"cannot be written ({_one_line(e)})") from None
+
+    if log:
+        if run_id is None:
+            run_id = _source_run(model_uri, "--log")
+        try:
+            client.log_artifact(run_id, str(out), "interpolations")
+        except Exception as e:  # noqa: BLE001
+            raise TrackingError(f"run {run_id}: cannot log {out} as an artifact ({_one_line(e)})") from None
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="MLflow run id of a run made by src/train.py, or a model URI "
+                                      "(runs:/RUN_ID/model, models:/NAME/VERSION, models:/NAME@ALIAS)")
+    parser.add_argument("--indices", nargs="+", type=int, metavar="I",
+                        help="test-set indices, two per row: --indices 3 17 [5 9 ...]")
+    parser.add_argument("--images", nargs="+", metavar="FILE",
+                        help="image files, two per row: --images a.png b.jpg [...]")
+    parser.add_argument("--pairs", type=int, metavar="N", help="N random pairs from the run's test set")
+    parser.add_argument("--seed", type=int, default=0, help="seed for --pairs (default 0)")
+    parser.add_argument("--steps", type=int, default=11, help="points per row, endpoints included (default 11)")
+    parser.add_argument("--mode", choices=MODES, default="linear", help="linear (lerp) or spherical (slerp)")
+    parser.add_argument("--out", required=True, help="the PNG to write, e.g. grid.png")
+    parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    parser.add_argument("--log", action="store_true", help="also log the PNG to the run under interpolations/")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error argparse already printed (2)
+        return e.code if isinstance(e.code, int) else 0
+    try:
+        out = interpolate(args.model, args.out, indices=args.indices, images=args.images, pairs=args.pairs,
+                          seed=args.seed, steps=args.steps, mode=args.mode, tracking_uri=args.tracking_uri,
+                          log=args.log)
+    except AcaiError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,241 @@
+"""`src/interpolate.py` on one real logged run: index pairs, image files, both modes, --log, and its errors."""
+
+import sys
+
+import mlflow
+import numpy as np
+import pytest
+from conftest import CONF, ROOT
+from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from acai.config import build
+from acai.data.base import Dataset, pad_to
+from acai.errors import DatasetError
+from acai.networks.inference import predict
+from acai.tracking.loading import load_autoencoder, run_config
+from acai.tracking.mlflow_run import resolve_uri
+from acai.tracking.plots import to_uint8
+from acai.training.run import train
+
+sys.path.insert(0, str(ROOT / "src"))
+import interpolate  # noqa: E402
+
+SHAPE = (32, 32, 1)  # the lines dataset with the MLP
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One smoke-sized lines/MLP run shared by every test here; yields (tracking uri, run id, model)."""
+    store = tmp_path_factory.mktemp("store")
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[f"tracking.uri=sqlite:///{store}/mlflow.db",
+                                           f"tracking.artifact_location={store}/mlruns",
+                                           "model=mlp", "regularizer=none", "experiment=smoke"])
+    run_id = train(cfg)
+    return cfg.tracking.uri, run_id, load_autoencoder(f"runs:/{run_id}/model")
+
+
+@pytest.fixture(scope="module")
+def test_images(run):
+    uri, run_id, model = run
+    dataset = build(run_config(MlflowClient(resolve_uri(uri)), run_id).dataset, "dataset", Dataset)
+    return pad_to(dataset.test_set()[0], model.input_shape[1])
+
+
+def reconstruct(model, x: np.ndarray) -> np.ndarray:
+    """uint8 [N, H, W, C] decode(encode(x)), as the grid's endpoint cells should show."""
+    return to_uint8(predict(model.get_layer("decode"), predict(model.get_layer("encode"), x)))
+
+
+def cells(png, rows: int, cols: int, shape=SHAPE) -> np.ndarray:
+    """Cut an `image_grid` PNG (border 1) back into [rows, cols, H, W, C] uint8 cells."""
+    pixels = np.asarray(Image.open(png))
+    h, w, c = shape
+    assert pixels.shape[:2] == (rows * (h + 1) + 1, cols * (w + 1) + 1)
+    pixels = pixels.reshape(pixels.shape[:2] + (c,))
+    return np.stack([np.stack([pixels[1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + q * (w + 1): 1 + q * (w + 1) + w]
+                               for q in range(cols)]) for r in range(rows)])
+
+
+def close(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal up to one grey level (batch-size-dependent float rounding in the dense layers)."""
+    return int(np.abs(a.astype(int) - b.astype(int)).max()) <= 1
+
+
+def cli(run, *args: str) -> int:
+    uri, run_id, _ = run
+    return interpolate.main([run_id, "--tracking-uri", uri, *args])
+
+
+def test_index_pairs_make_a_grid_whose_ends_are_the_reconstructions(run, test_images, tmp_path, capsys):
+    out = tmp_path / "sub" / "grid.png"
+    assert cli(run, "--indices", "3", "17", "5", "9", "--steps", "7", "--out", str(out)) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert Image.open(out).format == "PNG" and Image.open(out).size == (7 * 33 + 1, 2 * 33 + 1)
+    grid = cells(out, 2, 7)
+    recon = reconstruct(run[2], test_images[[3, 17, 5, 9]])
+    for row, (a, b) in enumerate([(0, 1), (2, 3)]):
+        assert close(grid[row, 0], recon[a]) and close(grid[row, -1], recon[b])
+    assert not close(grid[0, 3], grid[0, 0])  # the middle is a mix, not an endpoint
+
+
+def test_spherical_mode_keeps_the_ends_and_changes_the_middle(run, test_images, tmp_path):
+    linear, spherical = tmp_path / "lerp.png", tmp_path / "slerp.png"
+    assert cli(run, "--indices", "0", "1", "--steps", "5", "--out", str(linear)) == 0
+    assert cli(run, "--indices", "0", "1", "--steps", "5", "--mode", "spherical", "--out", str(spherical)) == 0
+    lerp_grid, slerp_grid = cells(linear, 1, 5), cells(spherical, 1, 5)
+    recon = reconstruct(run[2], test_images[[0, 1]])
+    assert close(slerp_grid[0, 0], recon[0]) and close(slerp_grid[0, -1], recon[1])
+    assert not np.array_equal(lerp_grid[0, 2], slerp_grid[0, 2])
+
+
+def test_random_pairs_are_seeded(run, tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    assert cli(run, "--pairs", "3", "--steps", "2", "--seed", "4", "--out", str(a)) == 0
+    assert cli(run, "--pairs", "3", "--steps", "2", "--seed", "4", "--out", str(b)) == 0
+    assert Image.open(a).size == (2 * 33 + 1, 3 * 33 + 1)
+    assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+
+
+def write_images(folder):
+    """A 20x24 grayscale PNG and a 50x40 colour JPEG: neither the model's size nor (JPEG) its channels."""
+    rng = np.random.default_rng(0)
+    gray, colour = folder / "gray.png", folder / "photo.jpg"
+    Image.fromarray(rng.integers(0, 256, (24, 20), np.uint8), "L").save(gray)
+    Image.fromarray(rng.integers(0, 256, (40, 50, 3), np.uint8), "RGB").save(colour, quality=90)
+    return gray, colour
+
+
+def test_image_files_work_for_a_grayscale_model(run, tmp_path):
+    gray, colour = write_images(tmp_path)
+    out = tmp_path / "files.png"
+    assert cli(run, "--images", str(gray), str(colour), "--steps", "4", "--out", str(out)) == 0
+    grid = cells(out, 1, 4)
+    x = np.stack([interpolate.load_image(gray, SHAPE), interpolate.load_image(colour, SHAPE)])
+    recon = reconstruct(run[2], x)
+    assert close(grid[0, 0], recon[0]) and close(grid[0, -1], recon[1])
+
+
+def test_model_uri_works_with_image_files_and_finds_its_run_for_indices(run, tmp_path):
+    uri, run_id, _ = run
+    mlflow.set_tracking_uri(resolve_uri(uri))
+    mlflow.register_model(f"runs:/{run_id}/model", "tiny-ae")
+    gray, colour = write_images(tmp_path)
+    out = tmp_path / "registered.png"
+    assert interpolate.main(["models:/tiny-ae/1", "--tracking-uri", uri, "--images", str(gray), str(colour),
+                             "--steps", "3", "--out", str(out)]) == 0
+    assert Image.open(out).size == (3 * 33 + 1, 34)
+    assert interpolate.main(["models:/tiny-ae/1", "--tracking-uri", uri, "--indices", "1", "2",
+                             "--out", str(out)]) == 0
+    assert interpolate.main([f"runs:/{run_id}/model", "--tracking-uri", uri, "--indices", "1", "2",
+                             "--out", str(out)]) == 0
+
+
+def test_log_puts_the_png_into_the_run(run, tmp_path):
+    uri, run_id, _ = run
+    out = tmp_path / "logged.png"
+    assert cli(run, "--indices", "3", "4", "--steps", "3", "--out", str(out), "--log") == 0
+    client = MlflowClient(resolve_uri(uri))
+    assert "interpolations/logged.png" in [a.path for a in client.list_artifacts(run_id, "interpolations")]
+    fetched = client.download_artifacts(run_id, "interpolations/logged.png", str(tmp_path / "dl"))
+    assert np.array_equal(np.asarray(Image.open(fetched)), np.asarray(Image.open(out)))
+
+
+def test_a_file_that_is_not_an_image_is_a_clear_error(run, tmp_path, capsys):
+    _, colour = write_images(tmp_path)
+    fake = tmp_path / "notes.png"
+    fake.write_bytes(b"these are my notes, not a picture\n")
+    out = tmp_path / "never.png"
+    assert cli(run, "--images", str(fake), str(colour), "--out", str(out)) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    assert str(fake) in err and "PNG, JPEG" in err
+    assert captured.out == "" and not out.exists()
+
+
+@pytest.mark.parametrize("args, out, message", [
+    (["--indices", "3", "300"], "g.png", "out of range; the run's test set has 300 images"),  # smoke: test_limit 300
+    (["--indices", "-1", "2"], "g.png", "out of range"),
+    (["--indices", "3"], "g.png", "an even number of values"),
+    (["--indices", "3", "4", "--steps", "1"], "g.png", "--steps=1"),
+    ([], "g.png", "give exactly one of"),
+    (["--indices", "3", "4", "--images", "a.png", "b.png"], "g.png", "give exactly one of"),
+    (["--indices", "3", "4"], "g.jpg", "must be a .png"),
+])
+def test_bad_arguments_are_clear_errors(run, tmp_path, capsys, args, out, message):
+    assert cli(run, *args, "--out", str(tmp_path / out)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / out).exists()
+
+
+def test_unknown_run_id_is_a_clear_error(run, tmp_path, capsys):
+    uri = run[0]
+    assert interpolate.main(["0123456789abcdef", "--tracking-uri", uri, "--indices", "1", "2",
+                             "--out", str(tmp_path / "g.png")]) == 2
+    assert "no such MLflow run" in capsys.readouterr().err
+
+
+def test_usage_errors_return_2_instead_of_exiting(tmp_path, capsys):
+    assert interpolate.main(["abc", "--indices", "x", "y", "--out", str(tmp_path / "g.png")]) == 2
+    assert "invalid int value" in capsys.readouterr().err
+    assert interpolate.main(["--help"]) == 0
+
+
+# --- the file-loading helper on its own (no model needed) ---
+
+def test_load_image_converts_channels_resizes_and_scales(tmp_path):
+    gray = tmp_path / "flat.png"
+    Image.new("L", (7, 5), 51).save(gray)
+    x = interpolate.load_image(gray, (32, 32, 1))
+    assert x.shape == (32, 32, 1) and x.dtype == np.float32
+    np.testing.assert_allclose(x, 51 * 2 / 255 - 1, atol=1e-6)  # x * 2/255 - 1
+
+    red = tmp_path / "red.jpg"
+    Image.new("RGB", (40, 30), (255, 0, 0)).save(red)
+    as_gray = interpolate.load_image(red, (28, 28, 1))
+    assert as_gray.shape == (28, 28, 1)
+    np.testing.assert_allclose(as_gray, 76 * 2 / 255 - 1, atol=0.05)  # ITU-R 601 luma of red
+    as_rgb = interpolate.load_image(red, (16, 16, 3))
+    assert as_rgb.shape == (16, 16, 3)
+    assert as_rgb[..., 0].min() > 0.9 and as_rgb[..., 1:].max() < -0.9
+    assert interpolate.load_image(gray, (8, 8, 3)).shape == (8, 8, 3)  # grayscale file for a colour model
+
+
+def test_load_image_handles_alpha_16_bit_and_exif_orientation(tmp_path):
+    clear = tmp_path / "clear.png"
+    Image.new("RGBA", (8, 8), (255, 255, 255, 0)).save(clear)
+    np.testing.assert_allclose(interpolate.load_image(clear, (8, 8, 1)), -1.0)  # transparent = background
+
+    deep = tmp_path / "deep.png"
+    Image.fromarray(np.full((8, 8), 32768, np.uint16)).save(deep)  # mid-grey in 16 bits, not white
+    np.testing.assert_allclose(interpolate.load_image(deep, (8, 8, 1)), 128 * 2 / 255 - 1, atol=0.01)
+
+    turned = tmp_path / "turned.jpg"
+    pixels = np.zeros((10, 20), np.uint8)
+    pixels[:, :10] = 255  # left half white as stored; EXIF orientation 6 means "rotate 90 cw to view"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(pixels, "L").save(turned, exif=exif, quality=95)
+    x = interpolate.load_image(turned, (20, 10, 1))[..., 0]  # viewed upright: 10 wide, 20 tall, top half white
+    assert x[:8].mean() > 0.8 and x[12:].mean() < -0.8
+
+
+def test_load_image_refuses_what_pillow_cannot_read(tmp_path):
+    good = tmp_path / "good.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), np.uint8)).save(good)
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    text = tmp_path / "text.png"
+    text.write_text("not an image")
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    for path, reason in [(truncated, "truncated"), (text, "not an image format"), (empty, "not an image format"),
+                         (tmp_path / "missing.png", "does not exist"), (tmp_path, "is not a file")]:
+        with pytest.raises(DatasetError) as info:
+            interpolate.load_image(path, SHAPE)
+        message = str(info.value)
+        assert str(path) in message and reason in message and "PNG, JPEG" in message and "\n" not in message
