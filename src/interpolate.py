@@ -40,7 +40,10 @@ def _one_line(text: object) -> str:
 
 
 def read_image(path: str | Path) -> Image.Image:
-    """Open and fully decode an image file, upright (EXIF orientation applied); DatasetError if it cannot be."""
+    """Open and fully decode an image file: upright (EXIF orientation applied), in mode L, RGB or RGBA.
+
+    DatasetError, naming the file and what is accepted, if Pillow cannot read or convert it.
+    """
     p = Path(path).expanduser()
     if not p.exists():
         raise DatasetError(f"image file {str(p)!r} does not exist; {ACCEPTED}")
@@ -49,12 +52,16 @@ def read_image(path: str | Path) -> Image.Image:
     try:
         with Image.open(p) as img:
             img.load()
-            return ImageOps.exif_transpose(img)
+            try:
+                img = ImageOps.exif_transpose(img)
+            except Exception:  # noqa: BLE001 - malformed EXIF: keep the pixels as stored
+                pass
+            return _normalise_mode(img)
     except UnidentifiedImageError:
         reason = "not an image format Pillow recognises"
     except Image.DecompressionBombError as e:
         reason = f"too large to decode safely ({_one_line(e)})"
-    except Exception as e:  # noqa: BLE001 - truncated/corrupt data surfaces as OSError, SyntaxError, ValueError...
+    except Exception as e:  # noqa: BLE001 - corrupt data or odd modes: OSError, SyntaxError, ValueError...
         reason = f"{type(e).__name__}: {_one_line(e)}"
     raise DatasetError(f"image file {str(p)!r} cannot be read ({reason}); {ACCEPTED}")
 
@@ -73,6 +80,17 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "L")
 
 
+def _normalise_mode(img: Image.Image) -> Image.Image:
+    """Any Pillow mode -> L, RGB or RGBA (alpha kept, so transparent pixels can become the background)."""
+    if img.mode.startswith("I") or img.mode == "F":
+        return _to_8bit(img)
+    if img.mode in ("L", "RGB", "RGBA"):
+        return img
+    if img.mode in ("LA", "PA", "La", "RGBa") or "transparency" in img.info:
+        return img.convert("RGBA")
+    return img.convert("RGB")  # 1, P, CMYK, YCbCr, LAB, HSV, RGBX
+
+
 def image_to_array(img: Image.Image, shape: tuple[int, int, int]) -> np.ndarray:
     """A Pillow image -> float32 [H, W, C] in [-1, 1] for a model whose input is `shape` (C = 1 or 3)."""
     from acai.data.base import to_unit_range
@@ -80,12 +98,9 @@ def image_to_array(img: Image.Image, shape: tuple[int, int, int]) -> np.ndarray:
     h, w, c = shape
     if c not in (1, 3):
         raise DatasetError(f"the model takes {c}-channel images; image files work for 1 (grayscale) or 3 (RGB)")
-    if img.mode.startswith("I") or img.mode == "F":
-        img = _to_8bit(img)
-    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info:
-        # transparent pixels become the datasets' background, black (-1)
-        rgba = img.convert("RGBA")
-        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+    img = _normalise_mode(img)
+    if img.mode == "RGBA":  # transparent pixels become the datasets' background, black (-1)
+        img = Image.alpha_composite(Image.new("RGBA", img.size, (0, 0, 0, 255)), img)
     img = img.convert("L" if c == 1 else "RGB")
     if img.size != (w, h):
         img = img.resize((w, h), Image.Resampling.LANCZOS)

@@ -85,7 +85,7 @@ MEASUREMENTS = (
                        ("mnist", 256): {"acai": (99.00, 0.08)}}),
     Measurement("cluster_accuracy", "Clustering accuracy (%)", "cluster_accuracy", reference="cluster_accuracy_pixels",
                 paper={("mnist", 32): {"acai": (94.38, None)}, ("mnist", 256): {"acai": (96.17, None)}}),
-    Measurement("reconstruction_error", "Reconstruction error (MSE)", "reconstruction_error", better="lower"),
+    Measurement("reconstruction_error", "Reconstruction error (MSE x10^-3)", "reconstruction_error", 1e3, "lower"),
 )
 METRICS = tuple(dict.fromkeys(x for m in MEASUREMENTS for x in (m.metric, m.reference) if x))
 
@@ -324,7 +324,7 @@ def figure(tables: dict[str, pd.DataFrame]) -> Figure:
         table = tables[m.key]
         cols = columns_of(table)
         settings = list(dict.fromkeys(zip(table["dataset"], table["model"], table["latent_dim"])))
-        width = 0.8 / len(cols)
+        width = min(0.8 / len(cols), 0.3)
         paper_label = PAPER_LABEL
         for i, reg in enumerate(cols):
             rows = table[table["regularizer"] == reg]
@@ -339,7 +339,7 @@ def figure(tables: dict[str, pd.DataFrame]) -> Figure:
                 paper_label = None  # one legend entry
         ax.set_xticks(range(len(settings)), ["/".join(map(str, s)) for s in settings])
         ax.set_title(f"{m.title} ({m.better} is better)")
-        ax.legend(fontsize="small", ncols=min(len(cols) + 1, 8))
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
 
 

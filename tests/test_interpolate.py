@@ -224,6 +224,23 @@ def test_load_image_handles_alpha_16_bit_and_exif_orientation(tmp_path):
     assert x[:8].mean() > 0.8 and x[12:].mean() < -0.8
 
 
+@pytest.mark.parametrize("mode, name", [("1", "bits.png"), ("P", "palette.gif"), ("LA", "grey_alpha.png"),
+                                        ("CMYK", "print.jpg"), ("I", "int32.tif"), ("F", "float.tif"),
+                                        ("YCbCr", "ycc.jpg"), ("RGB", "photo.webp"), ("RGB", "bitmap.bmp")])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_load_image_accepts_any_mode_pillow_reads(tmp_path, mode, name, channels):
+    pixels = np.random.default_rng(1).integers(0, 256, (12, 9, 3), np.uint8)
+    img = Image.fromarray(pixels, "RGB")
+    img = img.convert(mode) if mode not in ("I", "F") else Image.fromarray(pixels[..., 0].astype(
+        np.int32 if mode == "I" else np.float32) * (200 if mode == "I" else 1 / 255), mode)
+    if mode == "P":
+        img.info["transparency"] = 0
+    img.save(tmp_path / name)
+    x = interpolate.load_image(tmp_path / name, (16, 16, channels))
+    assert x.shape == (16, 16, channels) and x.dtype == np.float32
+    assert -1.0 <= x.min() and x.max() <= 1.0 and x.std() > 0.05  # a picture, not a flat clipped field
+
+
 def test_load_image_refuses_what_pillow_cannot_read(tmp_path):
     good = tmp_path / "good.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), np.uint8)).save(good)

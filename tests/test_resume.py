@@ -7,11 +7,11 @@ import sys
 import time
 
 import pytest
+from conftest import ROOT
 from mlflow.tracking import MlflowClient
 
 from acai.errors import TrainingError
 from acai.training.run import train
-from conftest import ROOT
 
 TRAIN = [sys.executable, str(ROOT / "src" / "train.py")]
 

@@ -39,11 +39,11 @@ def open_experiment(cfg: TrackingConfig) -> str:
     """Point MLflow at the store and return the experiment id, creating it with its artifact root."""
     uri = resolve_uri(cfg.uri)
     db = _local_path(uri)
-    if db is not None and not os.access(db.parent if db.parent.exists() else db.parent.parent, os.W_OK):
+    if db is not None and not (db.parent.is_dir() and os.access(db.parent, os.W_OK)):
         raise TrackingError(f"tracking.uri={cfg.uri!r}: the folder {db.parent} does not exist or is not writable")
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
     try:
+        mlflow.set_tracking_uri(uri)
+        client = MlflowClient(uri)
         experiment = client.get_experiment_by_name(cfg.experiment)
         if experiment is None:
             artifacts = Path(cfg.artifact_location).expanduser().resolve()
