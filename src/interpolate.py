@@ -114,9 +114,26 @@ def load_image(path: str | Path, shape: tuple[int, int, int]) -> np.ndarray:
 
 
 def _pairs(values: list, option: str, example: str) -> list[tuple]:
-    if len(values) % 2:
+    if not values or len(values) % 2:
         raise ConfigError(option, values, f"give pairs, an even number of values (e.g. {option} {example})")
     return list(zip(values[::2], values[1::2]))
+
+
+def _open_store(tracking_uri: str) -> MlflowClient:
+    """A client on an existing store; never creates an empty SQLite file (a typo or the wrong folder)."""
+    from acai.tracking.mlflow_run import resolve_uri
+
+    uri = resolve_uri(tracking_uri)
+    if uri.startswith("sqlite:///") and uri[len("sqlite:///"):] != ":memory:":
+        db = Path(uri[len("sqlite:///"):])
+        if not db.is_file():
+            raise TrackingError(f"--tracking-uri={tracking_uri!r}: there is no MLflow store at {db}; run from the "
+                                "folder holding mlflow.db or give its path, e.g. --tracking-uri sqlite:///mlflow.db")
+    try:
+        mlflow.set_tracking_uri(uri)
+        return MlflowClient(uri)
+    except Exception as e:  # noqa: BLE001 - unsupported scheme, unreachable server, ...
+        raise TrackingError(f"--tracking-uri={tracking_uri!r}: cannot open the MLflow store ({_one_line(e)})") from None
 
 
 def _model_source(target: str, client: MlflowClient) -> tuple[str, str | None]:
@@ -190,13 +207,16 @@ def interpolate(target: str, out: str | Path, *, indices: list[int] | None = Non
     from acai.evaluation.interpolation import lerp, slerp
     from acai.networks.inference import predict
     from acai.tracking.loading import load_autoencoder
-    from acai.tracking.mlflow_run import resolve_uri
     from acai.tracking.plots import image_grid
 
-    uri = resolve_uri(tracking_uri)
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
-    model_uri, run_id = _model_source(target, client)
+    client = _open_store(tracking_uri)
+    try:
+        model_uri, run_id = _model_source(target, client)
+    except AcaiError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a store that is not an MLflow database, an odd scheme, ...
+        raise TrackingError(f"--tracking-uri={tracking_uri!r}: cannot read the MLflow store "
+                            f"({type(e).__name__}: {_one_line(e)})") from None
     model = load_autoencoder(model_uri)
     shape = tuple(model.input_shape[1:])
     if len(shape) != 3 or None in shape:

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from mlflow.entities import Metric, Run, ViewType
+from mlflow.entities import Metric, Param, Run, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -172,13 +172,17 @@ def load_runs(client: MlflowClient, experiment_id: str, filter_string: str | Non
 
 
 def median_of_last(history: Iterable[Metric], n: int = LAST) -> float:
-    """Median of the last `n` evaluations by step; a step logged twice (a resumed run) counts once, latest value."""
+    """Median of the last `n` evaluations by step, skipping undefined (NaN) ones; NaN when none is defined.
+
+    A step logged twice (a resumed run redoing an evaluation) counts once, with its latest value.
+    """
     by_step: dict[int, Metric] = {}
     for m in history:
         if m.step not in by_step or m.timestamp >= by_step[m.step].timestamp:
             by_step[m.step] = m
-    values = [by_step[s].value for s in sorted(by_step)][-n:]
-    return float(np.median(values)) if values else math.nan
+    values = np.array([by_step[s].value for s in sorted(by_step)][-n:], dtype=float)
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if len(values) else math.nan
 
 
 def _latent(value: str) -> int | str:
@@ -186,7 +190,11 @@ def _latent(value: str) -> int | str:
 
 
 def summarize(client: MlflowClient, runs: Sequence[Run], n: int = LAST) -> pd.DataFrame:
-    """One row per run: its setting, regularizer, seed and the median of the last `n` of each `eval/` metric."""
+    """One row per run: its setting, regularizer, seed and the median of the last `n` of each `eval/` metric.
+
+    A metric the run never logged is NaN; one it logged but whose last `n` values are all NaN is NaN too, and
+    is named in the `undefined` column so that the tables can tell "not measured" from "undefined".
+    """
     rows = []
     for run in runs:
         params = run.data.params
@@ -194,13 +202,17 @@ def summarize(client: MlflowClient, runs: Sequence[Run], n: int = LAST) -> pd.Da
         row |= {col: params[p] for col, p in GROUP_PARAMS.items()}
         row["latent_dim"] = _latent(params["model.latent_dim"])
         row["seed"] = params.get("seed", "")
+        undefined = []
         for metric in METRICS:
             key = f"eval/{metric}"
             row[metric] = median_of_last(client.get_metric_history(run.info.run_id, key), n) \
                 if key in run.data.metrics else math.nan
+            if key in run.data.metrics and math.isnan(row[metric]):
+                undefined.append(metric)
+        row["undefined"] = " ".join(undefined)
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=["run_id", "run_name", "regularizer", *SETTING, "seed", *METRICS])
-    return frame.sort_values(["regularizer", *SETTING, "seed"], key=_sort_key, ignore_index=True)
+    frame = pd.DataFrame(rows, columns=["run_id", "run_name", "regularizer", *SETTING, "seed", *METRICS, "undefined"])
+    return frame.sort_values([*SETTING, "regularizer", "seed"], key=_sort_key, ignore_index=True)
 
 
 def mixed_settings(runs: Sequence[Run]) -> list[str]:
@@ -231,32 +243,38 @@ def _sort_key(col: pd.Series) -> pd.Series:
         return col.map(lambda v: _order(v, (*REGULARIZERS, "pixels")))
     if col.name == "dataset":
         return col.map(lambda v: _order(v, DATASETS))
-    if col.name == "latent_dim":
-        return col.map(lambda v: (0, v, "") if isinstance(v, int) else (1, 0, str(v)))
+    if col.name in ("latent_dim", "seed"):  # numbers in numeric order, anything else after them
+        return col.map(lambda v: (0, int(v), "") if str(v).lstrip("-").isdigit() else (1, 0, str(v)))
     return col.map(str)
 
 
 def aggregate(per_run: pd.DataFrame, m: Measurement) -> pd.DataFrame:
-    """Tidy table: one row per setting x regularizer (plus `pixels` for a reference) with mean, std, n, paper."""
+    """Tidy table: one row per setting x regularizer (plus `pixels` for a reference) with mean, std, n, paper.
+
+    `n` counts the runs with a value; `undefined` those whose last evaluations were all NaN (not in the mean).
+    """
     rows = []
 
-    def add(keys: tuple, regularizer: str, values: pd.Series) -> None:
-        values = values.dropna().to_numpy(dtype=float) * m.scale
-        if len(values):
+    def add(keys: tuple, regularizer: str, group: pd.DataFrame, metric: str) -> None:
+        values = group[metric].dropna().to_numpy(dtype=float) * m.scale
+        undefined = int(group["undefined"].str.split().map(lambda names: metric in names).sum())
+        if len(values) or undefined:
             dataset, model, latent = keys
             paper = m.paper.get((dataset, latent), {}).get(regularizer, (math.nan, None))
             rows.append({"dataset": dataset, "model": model, "latent_dim": latent, "regularizer": regularizer,
-                         "label": LABELS.get(regularizer, regularizer), "mean": float(np.mean(values)),
-                         "std": float(np.std(values)), "n": len(values), "paper_mean": paper[0],
+                         "label": LABELS.get(regularizer, regularizer),
+                         "mean": float(np.mean(values)) if len(values) else math.nan,
+                         "std": float(np.std(values)) if len(values) else math.nan, "n": len(values),
+                         "undefined": undefined, "paper_mean": paper[0],
                          "paper_std": math.nan if paper[1] is None else paper[1]})
 
     for keys, group in per_run.groupby([*SETTING, "regularizer"], sort=False):
-        add(keys[:3], keys[3], group[m.metric])
+        add(keys[:3], keys[3], group, m.metric)
     if m.reference:
         for keys, group in per_run.groupby(SETTING, sort=False):
-            add(keys, "pixels", group[m.reference])
-    table = pd.DataFrame(rows, columns=[*SETTING, "regularizer", "label", "mean", "std", "n", "paper_mean",
-                                        "paper_std"])
+            add(keys, "pixels", group, m.reference)
+    table = pd.DataFrame(rows, columns=[*SETTING, "regularizer", "label", "mean", "std", "n", "undefined",
+                                        "paper_mean", "paper_std"])
     return table.sort_values([*SETTING, "regularizer"], key=_sort_key, ignore_index=True)
 
 
@@ -265,7 +283,7 @@ def aggregate(per_run: pd.DataFrame, m: Measurement) -> pd.DataFrame:
 
 def cell(mean: float, std: float) -> str:
     """`{mean:.2f}±{std:.2f}`; blank when there is no value, `~mean` when the paper gives no std."""
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+    if mean is None or math.isnan(mean):
         return ""
     return f"~{mean:.2f}" if std is None or math.isnan(std) else f"{mean:.2f}±{std:.2f}"
 
@@ -291,21 +309,30 @@ def table_markdown(m: Measurement, table: pd.DataFrame) -> str:
     cols = columns_of(table)
     lines = ["| dataset | model | latent | " + " | ".join(LABELS.get(c, c) for c in cols) + " | n |",
              "|---|---|---:|" + "---:|" * len(cols) + "---:|"]
+    paper_rows = 0
     for keys, group in table.groupby(SETTING, sort=False):
         by_reg = {row.regularizer: row for row in group.itertuples()}
-        ours = [cell(by_reg[c].mean, by_reg[c].std) if c in by_reg else "" for c in cols]
-        ns = {c: by_reg[c].n for c in cols if c in by_reg and c != "pixels"}
+        ours = [("NaN" if by_reg[c].n == 0 else cell(by_reg[c].mean, by_reg[c].std)) if c in by_reg else ""
+                for c in cols]
+        ns = {c: by_reg[c].n for c in cols if c in by_reg and c != "pixels" and by_reg[c].n}
         lines.append(f"| {keys[0]} | {keys[1]} | {keys[2]} | " + " | ".join(ours) + f" | {_n_cell(ns)} |")
         paper = m.paper.get((keys[0], keys[2]), {})
         if any(c in paper for c in cols):
             values = [cell(*paper[c]) if c in paper else "" for c in cols]
             lines.append(f"| {PAPER_LABEL} | | | " + " | ".join(values) + " | |")
+            paper_rows += 1
     scale = f" x {m.scale:g}" if m.scale != 1 else ""
     notes = [f"Mean ± std (np.std, ddof=0) over the n runs (seeds) of each run's median of its last {LAST} "
              f"evaluations of `eval/{m.metric}`{scale}; {m.better} is better."]
+    undefined = table[table["undefined"] > 0]
+    if len(undefined):
+        cells = ", ".join(f"{r.label} {r.dataset}/{r.model}/{r.latent_dim} ({r.undefined})"
+                          for r in undefined.itertuples())
+        notes.append(f"Runs whose last {LAST} evaluations were all undefined (NaN), left out of n and the mean "
+                     f"(`NaN`: no run defined): {cells}. Single undefined evaluations are skipped in the median.")
     if m.reference:
         notes.append(f"`pixels`: K-means on raw pixels (`eval/{m.reference}`), over all runs of the setting.")
-    if m.paper:
+    if paper_rows:
         notes.append(f"`{PAPER_LABEL}`: the paper's value for that setting, recalled rather than copied; "
                      "`~` where it gives no std.")
     return head + "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
@@ -313,7 +340,7 @@ def table_markdown(m: Measurement, table: pd.DataFrame) -> str:
 
 def figure(tables: dict[str, pd.DataFrame]) -> Figure:
     """Bar charts with error bars, one panel per measurement: regularizers side by side for each setting."""
-    shown = [m for m in MEASUREMENTS if not tables[m.key].empty]
+    shown = [m for m in MEASUREMENTS if (tables[m.key]["n"] > 0).any()]
     fig = Figure(figsize=(10, 3.2 * max(1, len(shown))), layout="constrained")
     if not shown:
         fig.text(0.5, 0.5, "no metrics logged", ha="center")
@@ -327,7 +354,7 @@ def figure(tables: dict[str, pd.DataFrame]) -> Figure:
         width = min(0.8 / len(cols), 0.3)
         paper_label = PAPER_LABEL
         for i, reg in enumerate(cols):
-            rows = table[table["regularizer"] == reg]
+            rows = table[(table["regularizer"] == reg) & (table["n"] > 0)]
             index = {(r.dataset, r.model, r.latent_dim): r for r in rows.itertuples()}
             x = [s + (i - (len(cols) - 1) / 2) * width for s, key in enumerate(settings) if key in index]
             got = [index[key] for key in settings if key in index]
@@ -338,6 +365,7 @@ def figure(tables: dict[str, pd.DataFrame]) -> Figure:
                 ax.scatter(*zip(*px), marker="x", color="black", zorder=3, label=paper_label)
                 paper_label = None  # one legend entry
         ax.set_xticks(range(len(settings)), ["/".join(map(str, s)) for s in settings])
+        ax.set_xlim(-0.5, len(settings) - 0.5)
         ax.set_title(f"{m.title} ({m.better} is better)")
         ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
@@ -364,13 +392,14 @@ def build_report(tracking_uri: str = "sqlite:///mlflow.db", experiment: str = "a
         out.mkdir(parents=True, exist_ok=True)
         files = []
         for m in MEASUREMENTS:
-            (out / f"{m.key}.md").write_text(f"# {experiment}: " + table_markdown(m, tables[m.key])[3:])
+            title = f"# {experiment}: " + table_markdown(m, tables[m.key]).removeprefix("## ")
+            (out / f"{m.key}.md").write_text(title, encoding="utf-8")
             tables[m.key].to_csv(out / f"{m.key}.csv", index=False)
             files += [out / f"{m.key}.md", out / f"{m.key}.csv"]
         per_run.to_csv(out / "runs.csv", index=False)
         figure(tables).savefig(out / "report.png", dpi=120)
         markdown = combined_markdown(experiment, sweep, filter_string, per_run, tables, notes)
-        (out / "report.md").write_text(markdown)
+        (out / "report.md").write_text(markdown, encoding="utf-8")
         files += [out / "runs.csv", out / "report.png", out / "report.md"]
     except OSError as e:
         raise TrackingError(f"--out {str(out)!r}: cannot write the report there ({e.strerror or e})") from None
@@ -406,8 +435,7 @@ def log_report(client: MlflowClient, experiment_id: str, name: str, files: Seque
         raise TrackingError(f"cannot create the report run in the MLflow store ({e})") from None
     run_id = run.info.run_id
     try:
-        for key, value in params.items():
-            client.log_param(run_id, f"report.{key}", value)
+        client.log_batch(run_id, params=[Param(f"report.{k}", str(v)) for k, v in params.items()])
         for path in files:
             client.log_artifact(run_id, str(path))
     except Exception as e:  # noqa: BLE001

@@ -82,3 +82,20 @@ def test_plain_autoencoder_has_no_adversary(batch):
     losses = model.compute_losses(*batch)
     assert model.adversary is None and losses["adversary"] is None
     assert float(losses["loss"]) == pytest.approx(float(losses["reconstruction"]))
+
+
+@pytest.mark.parametrize("regularizer", [Acai(), PlainAutoencoder()], ids=["acai", "none"])
+def test_xla_step_matches_the_plain_step(batch, regularizer):
+    """The XLA-compiled step (the GPU default) computes the same losses and update as the plain one."""
+    results = []
+    for jit in (False, True):
+        model = make_model(regularizer)
+        model.compile(jit_compile=jit)
+        first = model.train_on_batch(*batch, return_dict=True)
+        model.reset_metrics()
+        second = model.train_on_batch(*batch, return_dict=True)
+        results.append((first, second))
+    (a1, a2), (b1, b2) = results
+    for key in a1:
+        assert b1[key] == pytest.approx(a1[key], rel=1e-4, abs=1e-6), key
+        assert b2[key] == pytest.approx(a2[key], rel=1e-3, abs=1e-5), key

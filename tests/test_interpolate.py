@@ -179,6 +179,18 @@ def test_unknown_run_id_is_a_clear_error(run, tmp_path, capsys):
     assert "no such MLflow run" in capsys.readouterr().err
 
 
+def test_a_missing_or_broken_store_is_a_clear_error_and_creates_nothing(tmp_path, capsys):
+    missing = tmp_path / "elsewhere" / "mlflow.db"
+    args = ["0123456789abcdef", "--indices", "1", "2", "--out", str(tmp_path / "g.png")]
+    assert interpolate.main([*args, "--tracking-uri", f"sqlite:///{missing}"]) == 2
+    assert "no MLflow store at" in capsys.readouterr().err and not missing.parent.exists()
+    broken = tmp_path / "broken.db"
+    broken.write_text("not a database")
+    assert interpolate.main([*args, "--tracking-uri", f"sqlite:///{broken}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --tracking-uri=") and "Traceback" not in err
+
+
 def test_usage_errors_return_2_instead_of_exiting(tmp_path, capsys):
     assert interpolate.main(["abc", "--indices", "x", "y", "--out", str(tmp_path / "g.png")]) == 2
     assert "invalid int value" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import shutil
 import subprocess
 import sys
@@ -140,7 +141,7 @@ def test_means_and_stds_are_the_papers_aggregation(store, tmp_path):
     uri, _, _, logged = store
     rep = report.build_report(uri, "acai", out=tmp_path / "out", log=False)
     checks = [("mean_distance", "mean_distance", 1e3), ("smoothness", "smoothness", 1.0),
-              ("latent_accuracy", "latent_accuracy", 1.0), ("reconstruction_error", "reconstruction_error", 1.0),
+              ("latent_accuracy", "latent_accuracy", 1.0), ("reconstruction_error", "reconstruction_error", 1e3),
               ("cluster_accuracy", "cluster_accuracy", 1.0)]
     for key, metric, scale in checks:
         table = rep.tables[key]
@@ -191,6 +192,24 @@ def test_missing_metrics_are_blank_not_errors(empty_store, tmp_path):
     assert (tmp_path / "out" / "report.png").stat().st_size > 0
 
 
+def test_undefined_evaluations_are_skipped_and_shown(empty_store, tmp_path):
+    """Smoothness is NaN when no interpolation is defined: such evaluations are not a number to average."""
+    uri, client, exp = empty_store
+    partly = history(1, 0.5)
+    partly[-3:] = [math.nan] * 3
+    log_training_run(client, exp, "aae", "lines", "conv", 64, 0, {"smoothness": partly})
+    log_training_run(client, exp, "aae", "lines", "conv", 64, 1, {"smoothness": [math.nan] * EVALS})
+    log_training_run(client, exp, "vae", "lines", "conv", 64, 0, {"smoothness": [math.nan] * EVALS})
+    rep = report.build_report(uri, "acai", out=tmp_path / "out", log=False)
+    table = rep.tables["smoothness"]
+    aae, vae = row(table, "aae", "lines"), row(table, "vae", "lines")
+    assert (aae["mean"], aae["std"], aae["n"], aae["undefined"]) == (pytest.approx(np.median(partly[5:22])), 0, 1, 1)
+    assert (vae["n"], vae["undefined"]) == (0, 1) and np.isnan(vae["mean"])
+    md = report.table_markdown(report.MEASUREMENTS[1], table)
+    assert f"| lines | conv | 64 | NaN | {aae['mean']:.2f}±0.00 | 1 |" in md  # the paper's order: VAE, AAE
+    assert "all undefined (NaN)" in md and "VAE lines/conv/64 (1), AAE lines/conv/64 (1)" in md
+
+
 def test_files_are_written_and_logged_to_a_summary_run(store, tmp_path, capsys):
     uri, client, exp, _ = store
     out = tmp_path / "reports"
@@ -201,7 +220,7 @@ def test_files_are_written_and_logged_to_a_summary_run(store, tmp_path, capsys):
                                                                                         "runs.csv"}
     assert {p.name for p in out.iterdir()} == names
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with open(out / "mean_distance.csv") as f:
+    with open(out / "mean_distance.csv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert {r["regularizer"] for r in rows} == {"none", "acai"}
     assert {r["paper_mean"] for r in rows} == {"6.88", "0.24"}

@@ -102,7 +102,7 @@ def train(cfg: DictConfig) -> str:
     evaluator = Evaluator(dataset, evaluation, image_size, seed=cfg.seed)
     model = Autoencoder(arch, regularizer, evaluator.x_test.shape[1:], dataset.num_classes,
                         lr=trainer.lr, epsilon=trainer.adam_epsilon, seed=cfg.seed)
-    model.compile(jit_compile=trainer.jit_compile)
+    model.compile(jit_compile=trainer.use_xla)
     state = TrainingState(model, Path(trainer.checkpoint_dir).expanduser().resolve() / key)
     if resume_id is None:
         shutil.rmtree(state.directory, ignore_errors=True)  # a finished run's checkpoints: start afresh

@@ -1,0 +1,241 @@
+"""Training-step throughput, fraction of matmul peak, data-pipeline and evaluation speed.
+
+    python benchmarks/throughput.py                      # ACAI and none, conv and mlp, on lines
+    python benchmarks/throughput.py --regularizers all --models conv --datasets lines fashion_mnist
+
+For every case, in the same process and one after the other so machine noise hits both alike:
+  * `fast`:      the product's path: Autoencoder.fit() on the tf.data pipeline, XLA-compiled step;
+  * `reference`: the same networks and losses in a straightforward step: @tf.function without XLA,
+                 one GradientTape, fed NumPy arrays batch by batch (as the seed blog does).
+Throughput is images/second after warm-up, the median of several timed windows. FLOPs per image
+come from TensorFlow's profiler on the step graph; the matmul peak from a large float32 matmul timed
+in the same run. Results print as a table and go to benchmarks/results/throughput.{json,csv}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+from acai.config import register  # noqa: E402
+from acai.training.autoencoder import Autoencoder  # noqa: E402
+from acai.training.run import prepare  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FASHION = "/usr/share/datasets/fashion-mnist"
+ALL_REGULARIZERS = ["none", "dropout", "denoising", "vae", "aae", "vqvae", "acai"]
+
+
+def build(dataset: str, model_name: str, regularizer: str, batch: int):
+    overrides = [f"dataset={dataset}", f"model={model_name}", f"regularizer={regularizer}",
+                 f"trainer.batch_size={batch}"]
+    if dataset == "fashion_mnist":
+        overrides.append(f"dataset.path={FASHION}")
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    _, _, _, ds, arch, reg = prepare(cfg)
+    x_test, y_test = ds.test_set()
+    size = arch.image_size(x_test.shape[1])
+    keras.utils.set_random_seed(0)
+    model = Autoencoder(arch, reg, (size or x_test.shape[1], size or x_test.shape[2], x_test.shape[3]),
+                        ds.num_classes)
+    model.compile(jit_compile=False)
+    return ds, model, size
+
+
+class WindowTimer(keras.callbacks.Callback):
+    def __init__(self, warmup: int, window: int):
+        super().__init__()
+        self.warmup, self.window, self.times = warmup, window, []
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch + 1 >= self.warmup and (batch + 1 - self.warmup) % self.window == 0:
+            self.times.append(time.perf_counter())
+
+
+def fast_throughput(ds, model, size, batch, warmup, window, windows) -> float:
+    model.compile(jit_compile=True)
+    timer = WindowTimer(warmup, window)
+    data = ds.train_batches(batch, 0, size)
+    model.fit(data, epochs=1, steps_per_epoch=warmup + window * windows, callbacks=[timer], verbose=0)
+    spans = np.diff(timer.times)
+    return batch * window / statistics.median(spans)
+
+
+def reference_step(model):
+    """A straightforward step: same losses, one tape, three optimizers, no XLA."""
+
+    @tf.function(jit_compile=False)
+    def step(x, y):
+        with tf.GradientTape(persistent=True) as tape:
+            losses = model.compute_losses(x, y)
+        groups = [(losses["loss"], model.optimizer, model.autoencoder_variables()),
+                  (losses["classifier"], model.classifier_optimizer, model.classifier.trainable_variables)]
+        if losses["adversary"] is not None:
+            groups.append((losses["adversary"], model.adversary_optimizer, model.adversary.trainable_variables))
+        for loss, opt, variables in groups:
+            opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return losses["loss"]
+
+    return step
+
+
+def reference_throughput(ds, model, size, batch, warmup, window, windows) -> float:
+    model.compile(jit_compile=False)
+    model.build_optimizers()
+    step = reference_step(model)
+    it = iter(ds.train_batches(batch, 1, size))
+    arrays = [tuple(t.numpy() for t in next(it)) for _ in range(16)]  # NumPy batches, fed one by one
+    times = []
+    for i in range(warmup + window * windows):
+        x, y = arrays[i % len(arrays)]
+        step(x, y).numpy()
+        if i + 1 >= warmup and (i + 1 - warmup) % window == 0:
+            times.append(time.perf_counter())
+    return batch * window / statistics.median(np.diff(times))
+
+
+def step_flops(model, ds, size, batch) -> float | None:
+    """Floating-point operations of one training step (forward + backward of every loss), per image."""
+    from tensorflow.python.profiler import model_analyzer, option_builder
+
+    x, y = next(iter(ds.train_batches(batch, 0, size)))
+    step = reference_step(model)
+    graph = step.get_concrete_function(tf.TensorSpec(x.shape, x.dtype), tf.TensorSpec(y.shape, y.dtype)).graph
+    opts = option_builder.ProfileOptionBuilder.float_operation()
+    opts["output"] = "none"
+    try:
+        return model_analyzer.profile(graph, options=opts).total_float_ops / batch
+    except Exception:  # noqa: BLE001 - the profiler is best effort
+        return None
+
+
+def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
+    """Dense float32 matmul GFLOP/s on this machine: the yardstick for the step's efficiency."""
+    a = tf.random.normal((n, n))
+    f = tf.function(lambda a: tf.matmul(a, a))
+    f(a).numpy()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f(a).numpy()
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def pipeline_throughput(ds, size, batch, batches: int = 200) -> float:
+    it = iter(ds.train_batches(batch, 0, size))
+    next(it)
+    t = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    return batch * batches / (time.perf_counter() - t)
+
+
+def eval_timings() -> dict[str, float]:
+    from acai.data.lines import draw_lines
+    from acai.evaluation.clustering import cluster_accuracy
+    from acai.evaluation.lines_metrics import reference_bank, score_interpolations
+
+    frames = draw_lines(np.random.default_rng(0).uniform(0, 6.28, 4096)).reshape(256, 16, 32, 32, 1)
+    t = time.perf_counter()
+    reference_bank(10000, 32)
+    bank = time.perf_counter() - t
+    t = time.perf_counter()
+    score_interpolations(frames)
+    lines = time.perf_counter() - t
+    rng = np.random.default_rng(0)
+    z, zt, yt = rng.normal(size=(60000, 32)), rng.normal(size=(10000, 32)), rng.integers(0, 10, 10000)
+    t = time.perf_counter()
+    cluster_accuracy(z, zt, yt, restarts=10)
+    cluster = time.perf_counter() - t
+    return {"reference_bank_s": bank, "lines_metrics_4096_frames_s": lines, "kmeans_60k_x32_10_restarts_s": cluster}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["conv", "mlp"])
+    p.add_argument("--datasets", nargs="+", default=["lines"])
+    p.add_argument("--regularizers", nargs="+", default=["none", "acai"])
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--window", type=int, default=10)
+    p.add_argument("--windows", type=int, default=5)
+    p.add_argument("--no-reference", action="store_true", help="skip the reference step (faster)")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = p.parse_args(argv)
+    regs = ALL_REGULARIZERS if args.regularizers == ["all"] else args.regularizers
+    register()
+    peak = matmul_peak()
+    print(f"device: {tf.config.list_physical_devices()[-1].device_type}, cores: {os.cpu_count()}, "
+          f"float32 matmul peak: {peak:.1f} GFLOP/s")
+    rows = []
+    for dataset in args.datasets:
+        for model_name in args.models:
+            for reg in regs:
+                ds, model, size = build(dataset, model_name, reg, args.batch)
+                flops = step_flops(model, ds, size, args.batch)
+                fast = fast_throughput(ds, model, size, args.batch, args.warmup, args.window, args.windows)
+                ref = None
+                if not args.no_reference:
+                    ds, model, size = build(dataset, model_name, reg, args.batch)
+                    ref = reference_throughput(ds, model, size, args.batch, args.warmup, args.window, args.windows)
+                data = pipeline_throughput(ds, size, args.batch)
+                row = {"dataset": dataset, "model": model_name, "regularizer": reg, "fast_img_s": fast,
+                       "reference_img_s": ref, "speedup": fast / ref if ref else None,
+                       "mflop_per_img": flops / 1e6 if flops else None,
+                       "gflop_s": flops * fast / 1e9 if flops else None,
+                       "fraction_of_peak": flops * fast / 1e9 / peak if flops else None,
+                       "pipeline_img_s": data, "pipeline_over_step": data / fast}
+                rows.append(row)
+                print(" | ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+                      flush=True)
+    for (d, m), base in {(r["dataset"], r["model"]): r for r in rows if r["regularizer"] == "none"}.items():
+        for r in rows:
+            if (r["dataset"], r["model"]) == (d, m):
+                r["vs_none"] = r["fast_img_s"] / base["fast_img_s"]
+    evals = eval_timings()
+    print_table(rows, peak, evals)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "throughput.json").write_text(json.dumps({"matmul_peak_gflop_s": peak, "rows": rows, "eval": evals},
+                                                    indent=2))
+    with open(out / "throughput.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}))
+        writer.writeheader()
+        writer.writerows(rows)
+    return 0
+
+
+def fmt(v, spec: str) -> str:
+    return "" if v is None else format(v, spec)
+
+
+def print_table(rows, peak, evals) -> None:
+    print(f"\nfloat32 matmul peak: {peak:.1f} GFLOP/s")
+    print("| dataset | model | regularizer | img/s (fast) | img/s (reference) | speed-up | vs none | MFLOP/img "
+          "| % of peak | pipeline/step |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['dataset']} | {r['model']} | {r['regularizer']} | {r['fast_img_s']:.0f} | "
+              f"{fmt(r['reference_img_s'], '.0f')} | {fmt(r['speedup'], '.2f')} | {fmt(r.get('vs_none'), '.2f')} | "
+              f"{fmt(r['mflop_per_img'], '.1f')} | {fmt(r['fraction_of_peak'] and 100 * r['fraction_of_peak'], '.1f')}"
+              f" | {r['pipeline_over_step']:.1f}x |")
+    print("\n" + "\n".join(f"{k}: {v:.2f}" for k, v in evals.items()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
