@@ -18,7 +18,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import mlflow  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from acai.errors import AcaiError, DatasetError  # noqa: E402
@@ -32,11 +31,9 @@ def evaluate(run_id: str, overrides: list[str], tracking_uri: str, child: bool =
     from acai.data.base import Dataset
     from acai.evaluation.evaluator import Evaluator
     from acai.tracking.loading import get_run, load_autoencoder, load_classifier, run_config
-    from acai.tracking.mlflow_run import resolve_uri
+    from acai.tracking.mlflow_run import open_store
 
-    uri = resolve_uri(tracking_uri)
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
+    client = open_store(tracking_uri)
     run = get_run(client, run_id)
     cfg = run_config(client, run_id)
     groups = [o for o in overrides if o.startswith("dataset=")]

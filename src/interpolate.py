@@ -120,20 +120,9 @@ def _pairs(values: list, option: str, example: str) -> list[tuple]:
 
 
 def _open_store(tracking_uri: str) -> MlflowClient:
-    """A client on an existing store; never creates an empty SQLite file (a typo or the wrong folder)."""
-    from acai.tracking.mlflow_run import resolve_uri
+    from acai.tracking.mlflow_run import open_store
 
-    uri = resolve_uri(tracking_uri)
-    if uri.startswith("sqlite:///") and uri[len("sqlite:///"):] != ":memory:":
-        db = Path(uri[len("sqlite:///"):])
-        if not db.is_file():
-            raise TrackingError(f"--tracking-uri={tracking_uri!r}: there is no MLflow store at {db}; run from the "
-                                "folder holding mlflow.db or give its path, e.g. --tracking-uri sqlite:///mlflow.db")
-    try:
-        mlflow.set_tracking_uri(uri)
-        return MlflowClient(uri)
-    except Exception as e:  # noqa: BLE001 - unsupported scheme, unreachable server, ...
-        raise TrackingError(f"--tracking-uri={tracking_uri!r}: cannot open the MLflow store ({_one_line(e)})") from None
+    return open_store(tracking_uri)
 
 
 def _model_source(target: str, client: MlflowClient) -> tuple[str, str | None]:

@@ -38,7 +38,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from acai.errors import AcaiError, TrackingError
-from acai.tracking.mlflow_run import resolve_uri
+from acai.tracking.mlflow_run import open_store as open_existing_store
 
 LAST = 20  # the paper: "the median value of the last 20 evaluations"
 REPORT_TAG = "acai.report"
@@ -111,14 +111,9 @@ class Report:
 
 def open_store(tracking_uri: str, experiment: str) -> tuple[MlflowClient, str]:
     """A client and the experiment id; a missing SQLite file is an error here, not a new empty store."""
-    uri = resolve_uri(tracking_uri)
-    if uri.startswith("sqlite:///"):
-        path = uri[len("sqlite:///"):]
-        if path != ":memory:" and not Path(path).is_file():
-            raise TrackingError(f"--tracking-uri {tracking_uri!r}: no MLflow store at {path} "
-                                "(train first, or run from the folder that holds mlflow.db)")
+    client = open_existing_store(tracking_uri)
+    uri = client.tracking_uri
     try:
-        client = MlflowClient(uri)
         found = client.get_experiment_by_name(experiment)
         known = [] if found else sorted(e.name for e in client.search_experiments(view_type=ViewType.ALL))
     except Exception as e:  # noqa: BLE001 - any store failure means the same to the user

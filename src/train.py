@@ -16,8 +16,14 @@ register()
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     from acai.training.run import train
 
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN and cfg.tracking.sweep is None:
+        cfg.tracking.sweep = hydra_cfg.sweep.dir  # every job of a -m sweep is tagged with the sweep it belongs to
     try:
         run_id = train(cfg)
     except AcaiError as e:

@@ -111,6 +111,8 @@ def test_corrupt_checkpoint_row(compose_cfg, tmp_path):
 
 
 def test_unknown_run_id_in_evaluate_row(compose_cfg, capsys):
-    assert evaluate.main(["ffffffffffffffff", "--tracking-uri", compose_cfg().tracking.uri]) == 2
+    uri = compose_cfg().tracking.uri
+    MlflowClient(uri).create_experiment("acai")
+    assert evaluate.main(["ffffffffffffffff", "--tracking-uri", uri]) == 2
     errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "no such MLflow run" in errors[0]

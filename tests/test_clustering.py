@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from acai.evaluation.clustering import cluster_accuracy, matched_accuracy
+from acai.evaluation.clustering import cluster_accuracy, matched_accuracy, probe_accuracy
 
 
 def test_matched_accuracy_is_invariant_to_cluster_ids():
@@ -30,3 +30,11 @@ def test_separated_data_clusters_perfectly_and_noise_is_near_chance():
     assert cluster_accuracy(xtr, xte, yte, restarts=100) == 1.0
     noise_acc = cluster_accuracy(rng.normal(size=(1000, 5)), rng.normal(size=(300, 5)), rng.integers(0, 10, 300))
     assert noise_acc < 0.25
+
+
+def test_probe_separates_informative_from_noise_codes():
+    rng = np.random.default_rng(0)
+    xtr, ytr = blobs(600, rng, 1.0)
+    xte, yte = blobs(200, rng, 1.0)
+    assert probe_accuracy(xtr, ytr, xte, yte) > 0.95
+    assert probe_accuracy(rng.normal(size=(600, 5)), ytr, rng.normal(size=(200, 5)), yte) < 0.3

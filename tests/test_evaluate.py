@@ -42,6 +42,9 @@ def test_evaluate_child_run(lines_run):
 def test_unknown_run_id_is_a_clear_error(compose_cfg, capsys, tmp_path):
     cfg = compose_cfg()
     assert evaluate.main(["0123456789abcdef", "--tracking-uri", cfg.tracking.uri]) == 2
+    assert "there is no MLflow store at" in capsys.readouterr().err  # never creates an empty store
+    MlflowClient(resolve_uri(cfg.tracking.uri)).create_experiment("acai")
+    assert evaluate.main(["0123456789abcdef", "--tracking-uri", cfg.tracking.uri]) == 2
     assert "no such MLflow run" in capsys.readouterr().err
 
 

@@ -4,7 +4,7 @@ import keras
 import mlflow
 import numpy as np
 import pytest
-from conftest import CONF, DATASETS, MODELS, dataset_overrides
+from conftest import CONF, MODELS, dataset_overrides
 from mlflow.tracking import MlflowClient
 
 from acai.config import build
@@ -36,7 +36,7 @@ def check_run(cfg, run_id, lines: bool):
     metrics = run.data.metrics
     expected = {"train/loss", "train/reconstruction", "eval/reconstruction_error", "eval/latent_accuracy",
                 "median20/latent_accuracy", "eval/cluster_accuracy", "eval/cluster_accuracy_pixels",
-                "time/images_per_second"}
+                "eval/probe_accuracy", "time/images_per_second"}
     if lines:
         expected |= {"eval/mean_distance", "eval/mean_distance_x1e3", "eval/smoothness", "median20/smoothness"}
     assert expected <= set(metrics), expected - set(metrics)
@@ -61,10 +61,17 @@ def test_smoke_run_on_lines_logs_everything(compose_cfg, model, regularizer):
     assert {"encode", "decode"} <= {layer.name for layer in loaded.layers}
 
 
-@pytest.mark.parametrize("dataset", [d for d in DATASETS if d != "lines"])
 @pytest.mark.parametrize("model", MODELS)
-def test_smoke_run_on_image_data(compose_cfg, tiny_mnist, dataset, model):
-    cfg = compose_cfg(*dataset_overrides(dataset, tiny_mnist), f"model={model}", "experiment=smoke")
+@pytest.mark.parametrize("regularizer", REGULARIZERS)
+def test_smoke_run_on_small_image_set(compose_cfg, tiny_mnist, model, regularizer):
+    cfg = compose_cfg(*dataset_overrides("mnist", tiny_mnist), f"model={model}", f"regularizer={regularizer}",
+                      "experiment=smoke")
+    check_run(cfg, train(cfg), lines=False)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_smoke_run_on_real_fashion_mnist(compose_cfg, model):
+    cfg = compose_cfg(*dataset_overrides("fashion_mnist", None), f"model={model}", "experiment=smoke")
     check_run(cfg, train(cfg), lines=False)
 
 

@@ -37,3 +37,18 @@ def cluster_accuracy(train: np.ndarray, test: np.ndarray, test_labels: np.ndarra
     kmeans = KMeans(n_clusters=n_clusters, init="random", n_init=restarts, max_iter=max_iter, random_state=seed)
     kmeans.fit(train_w)
     return matched_accuracy(test_labels, kmeans.predict(test_w), n_clusters)
+
+
+def probe_accuracy(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, test_labels: np.ndarray,
+                   seed: int = 0) -> float:
+    """Test accuracy (0..1) of a logistic-regression probe fitted on frozen, standardised train codes.
+
+    A complement to the paper's jointly trained classifier, which at lr 1e-4 needs many thousand steps
+    (so short CPU runs leave it near chance even when the latent is informative)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300, random_state=seed))
+    probe.fit(train.reshape(len(train), -1), train_labels)
+    return float(probe.score(test.reshape(len(test), -1), test_labels))

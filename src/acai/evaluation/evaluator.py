@@ -9,7 +9,7 @@ import numpy as np
 
 from acai.config import EvaluationConfig
 from acai.data.base import Dataset, pad_to
-from acai.evaluation.clustering import cluster_accuracy
+from acai.evaluation.clustering import cluster_accuracy, probe_accuracy
 from acai.evaluation.interpolation import lerp
 from acai.evaluation.lines_metrics import score_interpolations
 from acai.networks.inference import predict
@@ -63,14 +63,16 @@ class Evaluator:
         return metrics
 
     def clustering(self, encode: keras.Model, test_latents: np.ndarray) -> dict[str, float]:
-        """K-means accuracy (%) on latents, and once per evaluator on raw pixels as the reference point."""
-        x_train, _ = self.dataset.train_set(self.cfg.cluster_train_size)
+        """K-means accuracy (%) on latents, and once per evaluator on raw pixels as the reference point;
+        plus a logistic-regression probe on the same frozen train latents."""
+        x_train, y_train = self.dataset.train_set(self.cfg.cluster_train_size)
         x_train = pad_to(x_train, self.image_size)
         k = self.dataset.num_classes
         kwargs = dict(n_clusters=k, restarts=self.cfg.kmeans_restarts, max_iter=self.cfg.kmeans_max_iter,
                       seed=self.seed)
-        out = {"cluster_accuracy": 100 * cluster_accuracy(predict(encode, x_train), test_latents, self.y_test,
-                                                          **kwargs)}
+        train_latents = predict(encode, x_train)
+        out = {"cluster_accuracy": 100 * cluster_accuracy(train_latents, test_latents, self.y_test, **kwargs),
+               "probe_accuracy": 100 * probe_accuracy(train_latents, y_train, test_latents, self.y_test, self.seed)}
         if self.cfg.cluster_pixels:
             if self._pixel_accuracy is None:
                 self._pixel_accuracy = 100 * cluster_accuracy(x_train, self.x_test, self.y_test, **kwargs)

@@ -14,14 +14,14 @@ import keras
 
 from acai.errors import ConfigError
 from acai.networks.base import Architecture
-from acai.networks.layers import HeModifiedNormal, MeanOverFeatures, lrelu
+from acai.networks.layers import HeModifiedNormal, MeanOverFeatures, activated
 
 
 def conv(filters: int, kernel: int = 3, activation: bool = True) -> list[keras.layers.Layer]:
     layer = keras.layers.Conv2D(
         filters, kernel, padding="same", kernel_initializer=HeModifiedNormal(), bias_initializer="zeros"
     )
-    return [layer, lrelu()] if activation else [layer]
+    return activated(layer, activation)
 
 
 @dataclass

@@ -41,3 +41,8 @@ LEAKY_SLOPE = 0.2  # tf.nn.leaky_relu's default, used by the reference (Keras' L
 
 def lrelu() -> keras.layers.Layer:
     return keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE)
+
+
+def activated(layer: keras.layers.Layer, activation: bool) -> list[keras.layers.Layer]:
+    """`layer` followed by the reference's LeakyReLU(0.2), or alone for the linear layers."""
+    return [layer, lrelu()] if activation else [layer]

@@ -15,12 +15,12 @@ import keras
 
 from acai.errors import ConfigError
 from acai.networks.base import Architecture
-from acai.networks.layers import HeModifiedNormal, MeanOverFeatures, lrelu
+from acai.networks.layers import HeModifiedNormal, MeanOverFeatures, activated
 
 
 def dense(units: int, activation: bool = True) -> list[keras.layers.Layer]:
     layer = keras.layers.Dense(units, kernel_initializer=HeModifiedNormal(), bias_initializer="zeros")
-    return [layer, lrelu()] if activation else [layer]
+    return activated(layer, activation)
 
 
 @dataclass

@@ -33,6 +33,8 @@ def get_run(client: MlflowClient, run_id: str):
     except MlflowException as e:
         raise TrackingError(
             f"run id {run_id!r}: no such MLflow run in {client.tracking_uri} ({e.error_code})") from None
+    except Exception as e:  # noqa: BLE001 - a store that cannot be read at all
+        raise TrackingError(f"run id {run_id!r}: cannot read {client.tracking_uri} ({type(e).__name__})") from None
 
 
 def run_config(client: MlflowClient, run_id: str) -> DictConfig:

@@ -64,6 +64,23 @@ def open_experiment(cfg: TrackingConfig) -> str:
         raise TrackingError(f"tracking.uri={cfg.uri!r}: cannot reach or write the MLflow store ({e})") from None
 
 
+def open_store(tracking_uri: str) -> MlflowClient:
+    """A client on an existing store, for the tools that read runs: never creates an empty SQLite file
+    (a typo or the wrong folder), and any failure to open it is one clear line."""
+    uri = resolve_uri(tracking_uri)
+    db = _local_path(uri)
+    if db is not None and str(db) != ":memory:" and not db.is_file():
+        raise TrackingError(f"--tracking-uri={tracking_uri!r}: there is no MLflow store at {db}; run from the "
+                            "folder holding mlflow.db or give its path, e.g. --tracking-uri sqlite:///mlflow.db")
+    try:
+        mlflow.set_tracking_uri(uri)
+        return MlflowClient(uri)
+    except Exception as e:  # noqa: BLE001 - unsupported scheme, unreachable server, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise TrackingError(f"--tracking-uri={tracking_uri!r}: cannot open the MLflow store "
+                            f"({type(e).__name__}: {first})") from None
+
+
 def run_name(cfg: DictConfig) -> str:
     """`<regularizer>-<dataset>-<model>-z<latent>-s<seed>`: what ran, at a glance in the UI."""
     return (f"{cfg.regularizer.name}-{cfg.dataset.name}-{cfg.model.name}"

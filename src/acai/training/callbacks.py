@@ -111,7 +111,10 @@ class Evaluate(SampleClock):
         recon = predict(model, originals)
         mlflow.log_image(reconstruction_grid(originals, recon), key="reconstructions", step=samples)
         frames = ev.interpolation_frames(model.encode_model, model.decode_model, cfg.grid_pairs, cfg.grid_steps)
-        mlflow.log_image(image_grid(frames), key="interpolations", step=samples)
+        ends = ev.x_test[: cfg.grid_pairs, None], ev.x_test[cfg.grid_pairs: 2 * cfg.grid_pairs, None]
+        # each row: input A | decoded alpha = 0 ... 1 | input B
+        mlflow.log_image(image_grid(np.concatenate([ends[0], frames, ends[1]], axis=1)), key="interpolations",
+                         step=samples)
         judged = model.regularizer.judge_interpolations(frames.reshape((-1,) + frames.shape[2:]))
         if judged is not None:
             fig = critic_path(mix_weights(cfg.grid_steps), judged.reshape(frames.shape[:2]))

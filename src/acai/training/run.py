@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import keras
+import matplotlib.pyplot as plt
 import mlflow
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
@@ -136,6 +137,7 @@ def train(cfg: DictConfig) -> str:
         latents = predict(model.encode_model, evaluator.x_test)
         fig = latent_scatter(latents, evaluator.y_test, f"{run.info.run_name}: test latents (PCA)")
         mlflow.log_figure(fig, "latent_space.png")
+        plt.close(fig)
         if tracking.log_model:
             log_keras_model(model.export())
             log_classifier(model.classifier)
