@@ -1,0 +1,167 @@
+"""End to end through the real entry points: a Hydra `-m` sweep into one MLflow store, `src/report.py` on that
+sweep (its cells checked against a hand computation from the logged histories), and two training processes
+logging to one SQLite store at the same time."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import ROOT
+from mlflow.tracking import MlflowClient
+
+sys.path.insert(0, str(ROOT / "src"))
+import report  # noqa: E402
+
+TRAIN = [sys.executable, str(ROOT / "src" / "train.py")]
+TINY = ["experiment=smoke", "model=mlp", "model.hidden=[32]", "evaluation.cluster=false", "tracking.log_model=false"]
+EVAL_STEPS = [32, 64]  # the smoke preset: 64 samples, an evaluation every 32
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+
+
+def store(tmp_path: Path) -> list[str]:
+    """Tracking, artifacts and checkpoints inside tmp_path."""
+    return [f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"tracking.artifact_location={tmp_path}/mlruns",
+            f"trainer.checkpoint_dir={tmp_path}/ckpt"]
+
+
+def tail(text: str, n: int = 3000) -> str:
+    return text[-n:]
+
+
+def runs_of(client: MlflowClient) -> list:
+    """Training runs only: the report test adds a summary run to the same store."""
+    experiment = client.get_experiment_by_name("acai")
+    assert experiment is not None, "no experiment `acai` in the store"
+    return [r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("acai.report") != "true"]
+
+
+def by_step(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """`python src/train.py -m regularizer=acai,none seed=0,1`: four tiny jobs, one store, one sweep dir."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    sweep_dir = tmp / "multirun"
+    done = subprocess.run([*TRAIN, "-m", "regularizer=acai,none", "seed=0,1", *TINY, *store(tmp),
+                           f"hydra.sweep.dir={sweep_dir}"],
+                          cwd=tmp, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, tail(done.stderr)
+    return tmp, sweep_dir, MlflowClient(f"sqlite:///{tmp}/mlflow.db"), done
+
+
+def test_multirun_logs_one_finished_run_per_job_tagged_with_the_sweep(sweep):
+    tmp, sweep_dir, client, done = sweep
+    runs = runs_of(client)
+    names = ["acai-lines-mlp-z64-s0", "acai-lines-mlp-z64-s1", "none-lines-mlp-z64-s0", "none-lines-mlp-z64-s1"]
+    assert sorted(r.info.run_name for r in runs) == names, tail(done.stderr)
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert {r.data.tags.get("sweep") for r in runs} == {str(sweep_dir)}
+    assert {r.data.params["tracking.sweep"] for r in runs} == {str(sweep_dir)}
+    assert len({r.data.tags["acai.config_key"] for r in runs}) == 4  # four different configs, none resumed
+    for run in runs:
+        assert [s for s, _ in by_step(client, run.info.run_id, "eval/reconstruction_error")] == EVAL_STEPS
+    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
+    assert done.stdout.count("MLflow run ") == 4
+
+
+def test_report_on_the_sweep_matches_a_hand_computation(sweep, capsys):
+    tmp, sweep_dir, client, _ = sweep
+    out = tmp / "reports"
+    assert report.main(["--tracking-uri", f"sqlite:///{tmp}/mlflow.db", "--sweep", str(sweep_dir),
+                        "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"sweep `{sweep_dir}`" in printed and "4 finished runs, 1 setting(s)" in printed
+
+    runs = [r for r in runs_of(client) if r.data.tags.get("sweep") == str(sweep_dir)]
+
+    def expected(regularizer: str, metric: str, scale: float) -> tuple[float, float]:
+        medians = []
+        for run in runs:
+            if run.data.params["regularizer.name"] != regularizer:
+                continue
+            history = by_step(client, run.info.run_id, f"eval/{metric}")
+            steps = [s for s, _ in history]
+            assert len(steps) == len(set(steps)), (run.info.run_name, steps)
+            medians.append(np.median([v for _, v in history][-20:]) * scale)
+        assert len(medians) == 2, (regularizer, medians)
+        return float(np.mean(medians)), float(np.std(medians))
+
+    for key, scale in [("reconstruction_error", 1e3), ("mean_distance", 1e3), ("smoothness", 1.0)]:
+        measurement = next(m for m in report.MEASUREMENTS if m.key == key)
+        assert measurement.scale == scale, key  # the tables show MSE and Mean Distance x10^-3
+        rows = read_csv(out / f"{key}.csv")
+        assert [(r["dataset"], r["model"], r["latent_dim"], r["regularizer"], r["n"]) for r in rows] == [
+            ("lines", "mlp", "64", "none", "2"), ("lines", "mlp", "64", "acai", "2")], key
+        md = (out / f"{key}.md").read_text(encoding="utf-8").splitlines()
+        assert "| dataset | model | latent | Baseline | ACAI | n |" in md, key
+        cells = []
+        for r in rows:
+            mean, std = expected(r["regularizer"], key, scale)
+            assert (float(r["mean"]), float(r["std"])) == (pytest.approx(mean), pytest.approx(std)), (key, r)
+            cells.append(f"{mean:.2f}±{std:.2f}")
+        assert f"| lines | mlp | 64 | {cells[0]} | {cells[1]} | 2 |" in md, (key, md)
+
+    per_run = read_csv(out / "runs.csv")
+    assert sorted(r["run_name"] for r in per_run) == sorted(r.info.run_name for r in runs)
+    summary = client.search_runs([runs[0].info.experiment_id], "tags.`acai.report` = 'true'")
+    assert len(summary) == 1 and summary[0].info.run_name == f"report-acai-{sweep_dir}"
+    assert summary[0].data.params["report.runs"] == "4"
+
+
+def test_two_jobs_logging_to_one_store_at_once_both_complete(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    (tmp_path / "mlruns").mkdir()
+    MlflowClient(uri).create_experiment("acai", artifact_location=(tmp_path / "mlruns").as_uri())
+    procs = {seed: subprocess.Popen([*TRAIN, "regularizer=acai", f"seed={seed}", *TINY, *store(tmp_path)],
+                                    cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for seed in (0, 1)}
+    results = {}
+    try:
+        for seed, proc in procs.items():
+            stdout, stderr = proc.communicate(timeout=300)
+            results[seed] = (proc.returncode, stdout, stderr)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for seed, (code, _, err) in results.items():
+        assert code == 0, f"seed {seed}: {tail(err)}"
+
+    client = MlflowClient(uri)
+    runs = {r.info.run_name: r for r in runs_of(client)}
+    assert sorted(runs) == ["acai-lines-mlp-z64-s0", "acai-lines-mlp-z64-s1"]
+    first, second = (runs[f"acai-lines-mlp-z64-s{seed}"].info for seed in (0, 1))
+    assert first.start_time < second.end_time and second.start_time < first.end_time, "the runs did not overlap"
+    for seed in (0, 1):
+        run = runs[f"acai-lines-mlp-z64-s{seed}"]
+        rid = run.info.run_id
+        assert run.info.status == "FINISHED", (seed, tail(results[seed][2]))
+        assert f"MLflow run {rid}" in results[seed][1]
+        evals = {k for k in run.data.metrics if k.startswith("eval/")}
+        assert {"eval/reconstruction_error", "eval/mean_distance", "eval/smoothness"} <= evals, (seed, evals)
+        for key in evals:  # every evaluation of both runs is in the store, none lost to the other writer
+            assert [s for s, _ in by_step(client, rid, key)] == EVAL_STEPS, (seed, key)
+        assert {k.replace("eval/", "final/") for k in evals} <= set(run.data.metrics), seed
+        assert [s for s, _ in by_step(client, rid, "train/loss")] == [16, 32, 48, 64], seed
+        assert run.data.metrics["samples"] == 64
+        assert "config.yaml" in {a.path for a in client.list_artifacts(rid)}
+        dst = tmp_path / f"artifacts{seed}"
+        dst.mkdir()
+        config = yaml.safe_load(Path(client.download_artifacts(rid, "config.yaml", str(dst))).read_text("utf-8"))
+        assert config["seed"] == seed and config["regularizer"]["name"] == "acai"
+        assert run.data.params["seed"] == str(seed)
