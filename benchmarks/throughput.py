@@ -4,7 +4,10 @@
     python benchmarks/throughput.py --regularizers all --models conv --datasets lines fashion_mnist
 
 For every case, in the same process and one after the other so machine noise hits both alike:
-  * `fast`:      the product's path: Autoencoder.fit() on the tf.data pipeline, XLA-compiled step;
+  * `fast`:      the product's default path: Autoencoder.fit() on the tf.data pipeline, XLA as
+                 `trainer.jit_compile=auto` decides (on a GPU; not on a CPU, where it is slower);
+  * `bf16`:      the same with `trainer.precision=mixed_bfloat16` (networks in bfloat16);
+  * `xla`:       (--xla) the same, XLA forced on, to show what auto chose against;
   * `reference`: the same networks and losses in a straightforward step: @tf.function without XLA,
                  one GradientTape, fed NumPy arrays batch by batch (as the seed blog does).
 Throughput is images/second after warm-up, the median of several timed windows. FLOPs per image
@@ -29,8 +32,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.utils import get_class  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
-from acai.config import register  # noqa: E402
+from acai.config import TrainerConfig, register  # noqa: E402
 from acai.training.autoencoder import Autoencoder  # noqa: E402
 from acai.training.run import prepare  # noqa: E402
 
@@ -39,7 +44,7 @@ FASHION = "/usr/share/datasets/fashion-mnist"
 ALL_REGULARIZERS = ["none", "dropout", "denoising", "vae", "aae", "vqvae", "acai"]
 
 
-def build(dataset: str, model_name: str, regularizer: str, batch: int):
+def build(dataset: str, model_name: str, regularizer: str, batch: int, precision: str = "float32"):
     overrides = [f"dataset={dataset}", f"model={model_name}", f"regularizer={regularizer}",
                  f"trainer.batch_size={batch}"]
     if dataset == "fashion_mnist":
@@ -51,9 +56,15 @@ def build(dataset: str, model_name: str, regularizer: str, batch: int):
     size = arch.image_size(x_test.shape[1])
     keras.utils.set_random_seed(0)
     model = Autoencoder(arch, reg, (size or x_test.shape[1], size or x_test.shape[2], x_test.shape[3]),
-                        ds.num_classes)
+                        ds.num_classes, precision=precision)
     model.compile(jit_compile=False)
     return ds, model, size
+
+
+def xla_by_default(model_name: str) -> bool:
+    """What `trainer.jit_compile=auto` picks for this model family on this machine."""
+    family = get_class(OmegaConf.load(ROOT / "conf" / "model" / f"{model_name}.yaml")["_target_"])
+    return TrainerConfig().use_xla(family.xla_on_cpu)
 
 
 class WindowTimer(keras.callbacks.Callback):
@@ -66,8 +77,8 @@ class WindowTimer(keras.callbacks.Callback):
             self.times.append(time.perf_counter())
 
 
-def fast_throughput(ds, model, size, batch, warmup, window, windows) -> float:
-    model.compile(jit_compile=True)
+def fast_throughput(ds, model, size, batch, warmup, window, windows, xla: bool) -> float:
+    model.compile(jit_compile=xla)
     timer = WindowTimer(warmup, window)
     data = ds.train_batches(batch, 0, size)
     model.fit(data, epochs=1, steps_per_epoch=warmup + window * windows, callbacks=[timer], verbose=0)
@@ -123,9 +134,9 @@ def step_flops(model, ds, size, batch) -> float | None:
         return None
 
 
-def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
-    """Dense float32 matmul GFLOP/s on this machine: the yardstick for the step's efficiency."""
-    a = tf.random.normal((n, n))
+def matmul_peak(n: int = 2048, repeats: int = 10, dtype: tf.DType = tf.float32) -> float:
+    """Dense matmul GFLOP/s on this machine: the yardstick for the step's efficiency."""
+    a = tf.cast(tf.random.normal((n, n)), dtype)
     f = tf.function(lambda a: tf.matmul(a, a))
     f(a).numpy()
     times = []
@@ -175,27 +186,39 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=int, default=10)
     p.add_argument("--windows", type=int, default=5)
     p.add_argument("--no-reference", action="store_true", help="skip the reference step (faster)")
+    p.add_argument("--no-bf16", action="store_true", help="skip the mixed_bfloat16 measurement")
+    p.add_argument("--xla", action="store_true", help="also time the step with XLA forced on")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = p.parse_args(argv)
     regs = ALL_REGULARIZERS if args.regularizers == ["all"] else args.regularizers
     register()
-    peak = matmul_peak()
+    timing = (args.batch, args.warmup, args.window, args.windows)
+    peak, peak_bf16 = matmul_peak(), matmul_peak(dtype=tf.bfloat16)
     print(f"device: {tf.config.list_physical_devices()[-1].device_type}, cores: {os.cpu_count()}, "
-          f"float32 matmul peak: {peak:.1f} GFLOP/s")
+          f"matmul peak: float32 {peak:.1f}, bfloat16 {peak_bf16:.1f} GFLOP/s")
     rows = []
     for dataset in args.datasets:
         for model_name in args.models:
             for reg in regs:
                 ds, model, size = build(dataset, model_name, reg, args.batch)
+                auto_xla = xla_by_default(model_name)
                 flops = step_flops(model, ds, size, args.batch)
-                fast = fast_throughput(ds, model, size, args.batch, args.warmup, args.window, args.windows)
-                ref = None
+                fast = fast_throughput(ds, model, size, *timing, xla=auto_xla)
+                ref = bf16 = xla = None
                 if not args.no_reference:
                     ds, model, size = build(dataset, model_name, reg, args.batch)
-                    ref = reference_throughput(ds, model, size, args.batch, args.warmup, args.window, args.windows)
+                    ref = reference_throughput(ds, model, size, *timing)
+                if not args.no_bf16:
+                    ds, model, size = build(dataset, model_name, reg, args.batch, "mixed_bfloat16")
+                    bf16 = fast_throughput(ds, model, size, *timing, xla=auto_xla)
+                if args.xla:
+                    ds, model, size = build(dataset, model_name, reg, args.batch)
+                    xla = fast_throughput(ds, model, size, *timing, xla=True)
                 data = pipeline_throughput(ds, size, args.batch)
                 row = {"dataset": dataset, "model": model_name, "regularizer": reg, "fast_img_s": fast,
                        "reference_img_s": ref, "speedup": fast / ref if ref else None,
+                       "bf16_img_s": bf16, "bf16_speedup": bf16 / ref if bf16 and ref else None,
+                       "xla_img_s": xla, "xla_used_by_default": auto_xla,
                        "mflop_per_img": flops / 1e6 if flops else None,
                        "gflop_s": flops * fast / 1e9 if flops else None,
                        "fraction_of_peak": flops * fast / 1e9 / peak if flops else None,
@@ -211,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows, peak, evals)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "throughput.json").write_text(json.dumps({"matmul_peak_gflop_s": peak, "rows": rows, "eval": evals},
-                                                    indent=2))
+    peaks = {"matmul_peak_gflop_s": peak, "matmul_peak_bf16_gflop_s": peak_bf16}
+    (out / "throughput.json").write_text(json.dumps({**peaks, "rows": rows, "eval": evals}, indent=2))
     with open(out / "throughput.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}))
         writer.writeheader()
@@ -226,12 +249,13 @@ def fmt(v, spec: str) -> str:
 
 def print_table(rows, peak, evals) -> None:
     print(f"\nfloat32 matmul peak: {peak:.1f} GFLOP/s")
-    print("| dataset | model | regularizer | img/s (fast) | img/s (reference) | speed-up | vs none | MFLOP/img "
-          "| % of peak | pipeline/step |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| dataset | model | regularizer | img/s (fast) | img/s (reference) | speed-up | img/s (bf16) "
+          "| bf16 speed-up | img/s (XLA) | vs none | MFLOP/img | % of peak | pipeline/step |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['dataset']} | {r['model']} | {r['regularizer']} | {r['fast_img_s']:.0f} | "
-              f"{fmt(r['reference_img_s'], '.0f')} | {fmt(r['speedup'], '.2f')} | {fmt(r.get('vs_none'), '.2f')} | "
+              f"{fmt(r['reference_img_s'], '.0f')} | {fmt(r['speedup'], '.2f')} | {fmt(r['bf16_img_s'], '.0f')} | "
+              f"{fmt(r['bf16_speedup'], '.2f')} | {fmt(r['xla_img_s'], '.0f')} | {fmt(r.get('vs_none'), '.2f')} | "
               f"{fmt(r['mflop_per_img'], '.1f')} | {fmt(r['fraction_of_peak'] and 100 * r['fraction_of_peak'], '.1f')}"
               f" | {r['pipeline_over_step']:.1f}x |")
     print("\n" + "\n".join(f"{k}: {v:.2f}" for k, v in evals.items()))

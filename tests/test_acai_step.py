@@ -12,10 +12,10 @@ from acai.regularizers.none import PlainAutoencoder
 from acai.training.autoencoder import Autoencoder
 
 
-def make_model(regularizer, seed=0):
+def make_model(regularizer, seed=0, precision="float32"):
     keras.utils.set_random_seed(seed)
     arch = ConvArchitecture(latent_dim=64, latent_width=2, depth=8)
-    model = Autoencoder(arch, regularizer, (32, 32, 1), 10, seed=seed)
+    model = Autoencoder(arch, regularizer, (32, 32, 1), 10, seed=seed, precision=precision)
     model.compile(jit_compile=False)
     return model
 
@@ -107,3 +107,31 @@ def test_xla_step_matches_the_plain_step(batch, regularizer):
         assert b1[key] == pytest.approx(a1[key], rel=1e-4, abs=1e-6), key
     for key in a1:
         assert np.isfinite(b2[key]), key
+
+
+def test_mixed_bfloat16_computes_networks_in_bfloat16_and_losses_as_float32(batch):
+    """Same seed, same initial weights: the bfloat16 step's losses are the float32 ones to bfloat16
+    precision (8 mantissa bits), every variable and loss stays float32, and training still learns."""
+    x, y = batch
+    full, mixed = make_model(Acai()), make_model(Acai(), precision="mixed_bfloat16")
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    for network in (mixed.encoder, mixed.decoder, mixed.adversary):
+        convs = [layer for layer in network.layers if isinstance(layer, keras.layers.Conv2D)]
+        assert convs and all(layer.compute_dtype == "bfloat16" for layer in convs), network.name
+        assert network.outputs[0].dtype == "float32", network.name
+    assert all(v.dtype == "float32" for v in mixed.trainable_variables)
+    for a, b in zip(full.trainable_variables, mixed.trainable_variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    state = numpy_of(full.seed_generator.state)
+    want = full.compute_losses(x, y)
+    mixed.seed_generator.state.assign(state)
+    got = mixed.compute_losses(x, y)
+    for key in ("reconstruction", "classifier", "loss", "adversary"):
+        assert got[key].dtype == "float32", key
+        assert float(got[key]) == pytest.approx(float(want[key]), rel=3e-2), key
+    assert float(got["reconstruction"]) != float(want["reconstruction"])  # bfloat16 really was used
+    first = mixed.train_on_batch(x, y, return_dict=True)["reconstruction"]
+    for _ in range(30):
+        mixed.reset_metrics()
+        last = mixed.train_on_batch(x, y, return_dict=True)["reconstruction"]
+    assert last < 0.8 * first

@@ -52,6 +52,7 @@ TRAIN_ROWS = [
     ("batch size of one", ["trainer.batch_size=1"], r"trainer.batch_size=1 .*interpolation pairs need two"),
     ("zero training length", ["trainer.total_samples=0"], r"trainer.total_samples=0 .*> 0"),
     ("negative eval interval", ["trainer.eval_every=-1"], r"trainer.eval_every=-1 .*> 0"),
+    ("float16 precision", ["trainer.precision=mixed_float16"], r"trainer.precision='mixed_float16' .*mixed_bfloat16"),
     ("latent size does not fit conv", ["model.latent_dim=50"], r"model.latent_dim=50 .*multiple of 4"),
     ("latent width not a power of two", ["model.latent_width=3"], r"model.latent_width=3 .*power of two"),
     ("mlp latent of zero", ["model=mlp", "model.latent_dim=0"], r"model.latent_dim=0 .*positive"),

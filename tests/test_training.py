@@ -64,9 +64,17 @@ def test_smoke_run_on_lines_logs_everything(compose_cfg, model, regularizer):
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("regularizer", REGULARIZERS)
 def test_smoke_run_on_small_image_set(compose_cfg, tiny_mnist, model, regularizer):
+    """Also covers, per regularizer, the speed options a CPU user gets: the mlp with XLA (what
+    jit_compile=auto picks for it on a CPU) and the conv in mixed bfloat16."""
+    fast = "trainer.jit_compile=auto" if model == "mlp" else "trainer.precision=mixed_bfloat16"
     cfg = compose_cfg(*dataset_overrides("mnist", tiny_mnist), f"model={model}", f"regularizer={regularizer}",
-                      "experiment=smoke")
-    check_run(cfg, train(cfg), lines=False)
+                      "experiment=smoke", fast)
+    _, run = check_run(cfg, train(cfg), lines=False)
+    assert run.data.params["trainer.jit_compile" if model == "mlp" else "trainer.precision"] == fast.split("=")[1]
+    loaded = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
+    x = np.zeros((2, 32, 32, 1) if model == "conv" else (2, 28, 28, 1), np.float32)
+    out = keras.ops.convert_to_numpy(loaded(x))
+    assert out.shape == x.shape and out.dtype == np.float32 and np.isfinite(out).all()
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -15,6 +15,10 @@ class Architecture:
     name: str = ""
     latent_dim: int = 32
 
+    #: Whether XLA speeds this family's step up on a CPU (`trainer.jit_compile=auto`); measured by
+    #: benchmarks/throughput.py --xla. XLA is always used on a GPU.
+    xla_on_cpu = False
+
     def image_size(self, native: int) -> int | None:
         """The side length the model wants its (square) images padded to, or None for native size."""
         return None

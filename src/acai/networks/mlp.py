@@ -29,6 +29,7 @@ class MlpArchitecture(Architecture):
 
     _target_: str = "acai.networks.mlp.MlpArchitecture"
     name: str = "mlp"
+    xla_on_cpu = True  # measured 1.38x (acai) and 1.6x (none) the plain step on 2 CPU cores
     latent_dim: int = 32
     hidden: list[int] = field(default_factory=lambda: [1000, 1000])
 

@@ -12,6 +12,7 @@ import tensorflow as tf
 from keras import ops
 
 from acai.networks.base import Architecture
+from acai.networks.precision import with_precision
 from acai.regularizers.base import Regularizer, Step, mse
 
 
@@ -34,8 +35,10 @@ class Autoencoder(keras.Model):
     """Encoder, decoder, regularizer hooks and a stop-gradient latent classifier, trained together."""
 
     def __init__(self, arch: Architecture, regularizer: Regularizer, image_shape: tuple[int, int, int],
-                 num_classes: int, lr: float = 1e-4, epsilon: float = 1e-8, seed: int = 0):
+                 num_classes: int, lr: float = 1e-4, epsilon: float = 1e-8, seed: int = 0,
+                 precision: str = "float32"):
         super().__init__(name="acai_trainer")
+        arch = with_precision(arch, precision)
         self.image_shape = tuple(image_shape)
         self.latent_shape = tuple(arch.latent_shape(self.image_shape))
         self.regularizer = regularizer

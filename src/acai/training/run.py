@@ -102,8 +102,8 @@ def train(cfg: DictConfig) -> str:
     image_size = arch.image_size(native)
     evaluator = Evaluator(dataset, evaluation, image_size, seed=cfg.seed)
     model = Autoencoder(arch, regularizer, evaluator.x_test.shape[1:], dataset.num_classes,
-                        lr=trainer.lr, epsilon=trainer.adam_epsilon, seed=cfg.seed)
-    model.compile(jit_compile=trainer.use_xla)
+                        lr=trainer.lr, epsilon=trainer.adam_epsilon, seed=cfg.seed, precision=trainer.precision)
+    model.compile(jit_compile=trainer.use_xla(arch.xla_on_cpu))
     state = TrainingState(model, Path(trainer.checkpoint_dir).expanduser().resolve() / key)
     if resume_id is None:
         shutil.rmtree(state.directory, ignore_errors=True)  # a finished run's checkpoints: start afresh
