@@ -1,6 +1,6 @@
 """Interpolate in a logged autoencoder's latent space and save the decoded path as one PNG grid.
 
-    python src/interpolate.py RUN_ID_OR_MODEL_URI --out grid.png
+    python src/interpolate.py RUN_ID_OR_MODEL_URI [MORE ...] --out grid.png
         (--indices A B [A B ...] | --images FILE_A FILE_B [...] | --pairs N [--seed S])
         [--steps 11] [--mode linear|spherical] [--tracking-uri sqlite:///mlflow.db] [--log]
 
@@ -10,7 +10,8 @@ make one row), from N random test pairs (`--pairs N`), or from image files (`--i
 make one row; any format Pillow reads, converted to the model's channels and resized to its H x W; needs
 no run config, so a model URI alone will do). Each row runs over `--steps` points, endpoints included.
 The grid (rows = pairs, columns = steps) is written to `--out` and its path printed; `--log` also logs
-it to the run as `interpolations/<name>.png`.
+it to the run as `interpolations/<name>.png`. Several models give one figure, a labelled grid per model,
+all on the same endpoints (taken from the first model's run): the paper's side-by-side comparison.
 """
 
 from __future__ import annotations
@@ -165,10 +166,13 @@ def _test_images(client: MlflowClient, run_id: str, shape: tuple[int, int, int])
     return x
 
 
-def interpolate(target: str, out: str | Path, *, indices: list[int] | None = None, images: list[str] | None = None,
-                pairs: int | None = None, seed: int = 0, steps: int = 11, mode: str = "linear",
-                tracking_uri: str = "sqlite:///mlflow.db", log: bool = False) -> Path:
-    """Write the interpolation grid to `out` and return its path; AcaiError on any bad input."""
+def interpolate(target: str | list[str], out: str | Path, *, indices: list[int] | None = None,
+                images: list[str] | None = None, pairs: int | None = None, seed: int = 0, steps: int = 11,
+                mode: str = "linear", tracking_uri: str = "sqlite:///mlflow.db", log: bool = False) -> Path:
+    """Write the interpolation grid (one per model for several) to `out`; AcaiError on any bad input."""
+    targets = [target] if isinstance(target, str) else list(target)
+    if len(targets) > 1 and log:
+        raise ConfigError("--log", "with several models", "log a single model's grid; compare without --log")
     given = [name for name, value in (("--indices", indices), ("--images", images), ("--pairs", pairs))
              if value is not None]
     if len(given) != 1:
@@ -193,50 +197,27 @@ def interpolate(target: str, out: str | Path, *, indices: list[int] | None = Non
         raise ConfigError("--out", str(out), "must be a writable file path")
     opened = [[read_image(f) for f in pair] for pair in file_pairs] if file_pairs else None  # fail fast
 
-    from acai.evaluation.interpolation import lerp, slerp
-    from acai.networks.inference import predict
-    from acai.tracking.loading import load_autoencoder
-    from acai.tracking.plots import image_grid
-
     client = _open_store(tracking_uri)
-    try:
-        model_uri, run_id = _model_source(target, client)
-    except AcaiError:
-        raise
-    except Exception as e:  # noqa: BLE001 - a store that is not an MLflow database, an odd scheme, ...
-        raise TrackingError(f"--tracking-uri={tracking_uri!r}: cannot read the MLflow store "
-                            f"({type(e).__name__}: {_one_line(e)})") from None
-    model = load_autoencoder(model_uri)
+    sources = [_source(t, client, tracking_uri) for t in targets]
+    model_uri, run_id, model = sources[0]
     shape = tuple(model.input_shape[1:])
-    if len(shape) != 3 or None in shape:
-        raise TrackingError(f"model {model_uri!r} takes inputs of shape {shape}; expected fixed H x W x C images")
-
     if opened is not None:
         ends = np.array([[image_to_array(img, shape) for img in pair] for pair in opened], np.float32)
     else:
         if run_id is None:
             run_id = _source_run(model_uri, "--indices/--pairs (the run's test set)")
-        x = _test_images(client, run_id, shape)
-        n = len(x)
-        if pairs is not None:
-            if n < 2:
-                raise DatasetError(f"the run's test set has {n} image(s); --pairs needs at least 2")
-            rng = np.random.default_rng(seed)
-            a = rng.integers(0, n, pairs)
-            index_pairs = list(zip(a, (a + rng.integers(1, n, pairs)) % n))
-        bad = sorted({i for pair in index_pairs for i in pair if not 0 <= i < n})
-        if bad:
-            raise DatasetError(f"--indices {bad}: out of range; the run's test set has {n} images (0..{n - 1})")
-        ends = x[np.array(index_pairs)]
+        ends = _test_pairs(_test_images(client, run_id, shape), index_pairs, pairs, seed)
+    for uri, _, other in sources[1:]:
+        if tuple(other.input_shape[1:]) != shape:
+            raise TrackingError(f"model {uri!r} takes {tuple(other.input_shape[1:])} images, the first takes "
+                                f"{shape}: models compared in one figure must share a dataset and image size")
 
-    rows = len(ends)
-    z = predict(model.get_layer("encode"), ends.reshape((2 * rows,) + shape))
-    z = z.reshape((rows, 2) + z.shape[1:])
-    path = (lerp if mode == "linear" else slerp)(z[:, 0], z[:, 1], steps).astype(np.float32)
-    frames = predict(model.get_layer("decode"), path.reshape((rows * steps,) + z.shape[2:]))
-    grid = image_grid(frames.reshape((rows, steps) + frames.shape[1:]))
+    grids = [_path_grid(m, ends, steps, mode) for _, _, m in sources]
     try:
-        Image.fromarray(grid).save(out, format="PNG")
+        if len(grids) == 1:
+            Image.fromarray(grids[0]).save(out, format="PNG")
+        else:
+            _labelled_figure(grids, [_label(client, uri, rid) for uri, rid, _ in sources], mode).savefig(out)
     except OSError as e:
         raise ConfigError("--out", str(out), f"cannot be written ({_one_line(e)})") from None
 
@@ -250,10 +231,85 @@ def interpolate(target: str, out: str | Path, *, indices: list[int] | None = Non
     return out
 
 
+def _source(target: str, client: MlflowClient, tracking_uri: str):
+    """(model URI, run id or None, loaded autoencoder) for a run id or model URI."""
+    from acai.tracking.loading import load_autoencoder
+
+    try:
+        model_uri, run_id = _model_source(target, client)
+    except AcaiError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a store that is not an MLflow database, an odd scheme, ...
+        raise TrackingError(f"--tracking-uri={tracking_uri!r}: cannot read the MLflow store "
+                            f"({type(e).__name__}: {_one_line(e)})") from None
+    model = load_autoencoder(model_uri)
+    shape = tuple(model.input_shape[1:])
+    if len(shape) != 3 or None in shape:
+        raise TrackingError(f"model {model_uri!r} takes inputs of shape {shape}; expected fixed H x W x C images")
+    return model_uri, run_id, model
+
+
+def _test_pairs(x: np.ndarray, index_pairs: list[tuple] | None, pairs: int | None, seed: int) -> np.ndarray:
+    """Endpoint images [rows, 2, H, W, C] from the test set, by index or as random pairs."""
+    n = len(x)
+    if pairs is not None:
+        if n < 2:
+            raise DatasetError(f"the run's test set has {n} image(s); --pairs needs at least 2")
+        rng = np.random.default_rng(seed)
+        a = rng.integers(0, n, pairs)
+        index_pairs = list(zip(a, (a + rng.integers(1, n, pairs)) % n))
+    bad = sorted({i for pair in index_pairs for i in pair if not 0 <= i < n})
+    if bad:
+        raise DatasetError(f"--indices {bad}: out of range; the run's test set has {n} images (0..{n - 1})")
+    return x[np.array(index_pairs)]
+
+
+def _path_grid(model, ends: np.ndarray, steps: int, mode: str) -> np.ndarray:
+    """Encode the endpoints, walk the latent path, decode: one uint8 grid, a row per pair."""
+    from acai.evaluation.interpolation import lerp, slerp
+    from acai.networks.inference import predict
+    from acai.tracking.plots import image_grid
+
+    rows, shape = len(ends), ends.shape[2:]
+    z = predict(model.get_layer("encode"), ends.reshape((2 * rows,) + shape))
+    z = z.reshape((rows, 2) + z.shape[1:])
+    path = (lerp if mode == "linear" else slerp)(z[:, 0], z[:, 1], steps).astype(np.float32)
+    frames = predict(model.get_layer("decode"), path.reshape((rows * steps,) + z.shape[2:]))
+    return image_grid(frames.reshape((rows, steps) + frames.shape[1:]))
+
+
+def _label(client: MlflowClient, model_uri: str, run_id: str | None) -> str:
+    """The run's name (it says regularizer, dataset, model, latent size, seed), else the model URI."""
+    if run_id is None:
+        return model_uri
+    try:
+        return client.get_run(run_id).info.run_name or run_id
+    except Exception:  # noqa: BLE001 - a label is cosmetic
+        return run_id
+
+
+def _labelled_figure(grids: list[np.ndarray], labels: list[str], mode: str):
+    """One panel per model, stacked, each titled with its run name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h, w = grids[0].shape[:2]
+    fig, axes = plt.subplots(len(grids), 1, figsize=(w / 40, len(grids) * (h / 40 + 0.35)), squeeze=False)
+    for ax, grid, label in zip(axes[:, 0], grids, labels):
+        ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+        ax.set_title(label, fontsize=9, loc="left")
+        ax.axis("off")
+    fig.suptitle(f"{mode} interpolation, same test pairs", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="MLflow run id of a run made by src/train.py, or a model URI "
-                                      "(runs:/RUN_ID/model, models:/NAME/VERSION, models:/NAME@ALIAS)")
+    parser.add_argument("model", nargs="+", help="MLflow run id of a run made by src/train.py, or a model URI "
+                        "(runs:/RUN_ID/model, models:/NAME/VERSION, models:/NAME@ALIAS); several: one figure")
     parser.add_argument("--indices", nargs="+", type=int, metavar="I",
                         help="test-set indices, two per row: --indices 3 17 [5 9 ...]")
     parser.add_argument("--images", nargs="+", metavar="FILE",

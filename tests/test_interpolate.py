@@ -268,3 +268,16 @@ def test_load_image_refuses_what_pillow_cannot_read(tmp_path):
             interpolate.load_image(path, SHAPE)
         message = str(info.value)
         assert str(path) in message and reason in message and "PNG, JPEG" in message and "\n" not in message
+
+
+def test_several_models_make_one_labelled_figure_on_the_same_pairs(run, tmp_path, capsys):
+    uri, run_id, _ = run
+    single, several = tmp_path / "one.png", tmp_path / "two.png"
+    assert cli(run, "--indices", "3", "17", "--steps", "5", "--out", str(single)) == 0
+    assert interpolate.main([run_id, run_id, "--tracking-uri", uri, "--indices", "3", "17", "--steps", "5",
+                             "--out", str(several)]) == 0
+    figure = np.asarray(Image.open(several).convert("L"))
+    assert figure.shape[0] > 1.5 * np.asarray(Image.open(single)).shape[0]  # two panels stacked
+    assert interpolate.main([run_id, run_id, "--tracking-uri", uri, "--indices", "3", "17", "--log",
+                             "--out", str(tmp_path / "x.png")]) == 2
+    assert "--log" in capsys.readouterr().err
