@@ -37,7 +37,7 @@ from mlflow.entities import Metric, Param, Run, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from acai.errors import AcaiError, TrackingError
+from acai.errors import AcaiError, ConfigError, TrackingError
 from acai.tracking.mlflow_run import open_store as open_existing_store
 
 LAST = 20  # the paper: "the median value of the last 20 evaluations"
@@ -296,7 +296,7 @@ def _n_cell(ns: dict[str, int]) -> str:
     return " ".join(f"{LABELS.get(r, r)}:{n}" for r, n in ns.items())
 
 
-def table_markdown(m: Measurement, table: pd.DataFrame) -> str:
+def table_markdown(m: Measurement, table: pd.DataFrame, last: int = LAST) -> str:
     """One paper table: a row per setting, a column per regularizer, the paper's row under ours where it has one."""
     head = f"## {m.title}\n\n"
     if table.empty:
@@ -317,13 +317,13 @@ def table_markdown(m: Measurement, table: pd.DataFrame) -> str:
             lines.append(f"| {PAPER_LABEL} | | | " + " | ".join(values) + " | |")
             paper_rows += 1
     scale = f" x {m.scale:g}" if m.scale != 1 else ""
-    notes = [f"Mean ± std (np.std, ddof=0) over the n runs (seeds) of each run's median of its last {LAST} "
+    notes = [f"Mean ± std (np.std, ddof=0) over the n runs (seeds) of each run's median of its last {last} "
              f"evaluations of `eval/{m.metric}`{scale}; {m.better} is better."]
     undefined = table[table["undefined"] > 0]
     if len(undefined):
         cells = ", ".join(f"{r.label} {r.dataset}/{r.model}/{r.latent_dim} ({r.undefined})"
                           for r in undefined.itertuples())
-        notes.append(f"Runs whose last {LAST} evaluations were all undefined (NaN), left out of n and the mean "
+        notes.append(f"Runs whose last {last} evaluations were all undefined (NaN), left out of n and the mean "
                      f"(`NaN`: no run defined): {cells}. Single undefined evaluations are skipped in the median.")
     if m.reference:
         notes.append(f"`pixels`: K-means on raw pixels (`eval/{m.reference}`), over all runs of the setting.")
@@ -370,7 +370,7 @@ def figure(tables: dict[str, pd.DataFrame]) -> Figure:
 
 
 def build_report(tracking_uri: str = "sqlite:///mlflow.db", experiment: str = "acai", filter_string: str | None = None,
-                 sweep: str | None = None, out: str | Path = "reports", log: bool = True) -> Report:
+                 sweep: str | None = None, out: str | Path = "reports", log: bool = True, last: int = LAST) -> Report:
     """Read, aggregate, write the files and (unless `log=False`) log them to a new summary run."""
     client, experiment_id = open_store(tracking_uri, experiment)
     runs, notes = load_runs(client, experiment_id, filter_string, sweep)
@@ -379,7 +379,9 @@ def build_report(tracking_uri: str = "sqlite:///mlflow.db", experiment: str = "a
         raise NoRuns(f"no finished training runs in experiment {experiment!r} match {query!r}"
                      + (f" ({'; '.join(notes)})" if notes else ""))
     notes += mixed_settings(runs)
-    per_run = summarize(client, runs)
+    if last < 1:
+        raise ConfigError("--last", last, "must be >= 1 (evaluations per run to take the median of)")
+    per_run = summarize(client, runs, last)
     tables = {m.key: aggregate(per_run, m) for m in MEASUREMENTS}
 
     out = Path(out)
@@ -387,13 +389,13 @@ def build_report(tracking_uri: str = "sqlite:///mlflow.db", experiment: str = "a
         out.mkdir(parents=True, exist_ok=True)
         files = []
         for m in MEASUREMENTS:
-            title = f"# {experiment}: " + table_markdown(m, tables[m.key]).removeprefix("## ")
+            title = f"# {experiment}: " + table_markdown(m, tables[m.key], last).removeprefix("## ")
             (out / f"{m.key}.md").write_text(title, encoding="utf-8")
             tables[m.key].to_csv(out / f"{m.key}.csv", index=False)
             files += [out / f"{m.key}.md", out / f"{m.key}.csv"]
         per_run.to_csv(out / "runs.csv", index=False)
         figure(tables).savefig(out / "report.png", dpi=120)
-        markdown = combined_markdown(experiment, sweep, filter_string, per_run, tables, notes)
+        markdown = combined_markdown(experiment, sweep, filter_string, per_run, tables, notes, last)
         (out / "report.md").write_text(markdown, encoding="utf-8")
         files += [out / "runs.csv", out / "report.png", out / "report.md"]
     except OSError as e:
@@ -402,12 +404,13 @@ def build_report(tracking_uri: str = "sqlite:///mlflow.db", experiment: str = "a
     report = Report(per_run, tables, markdown, files, notes)
     if log:
         report.run_id = log_report(client, experiment_id, f"report-{experiment}" + (f"-{sweep}" if sweep else ""),
-                                   files, {"filter": filter_string or "", "sweep": sweep or "", "runs": len(per_run)})
+                                   files, {"filter": filter_string or "", "sweep": sweep or "", "runs": len(per_run),
+                                    "last": last})
     return report
 
 
 def combined_markdown(experiment: str, sweep: str | None, filter_string: str | None, per_run: pd.DataFrame,
-                      tables: dict[str, pd.DataFrame], notes: list[str]) -> str:
+                      tables: dict[str, pd.DataFrame], notes: list[str], last: int = LAST) -> str:
     """report.md: what was read, every table, the figure."""
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     selection = [f"experiment `{experiment}`"] + ([f"sweep `{sweep}`"] if sweep else []) \
@@ -417,7 +420,7 @@ def combined_markdown(experiment: str, sweep: str | None, filter_string: str | N
             f"regularizers {', '.join(LABELS.get(r, r) for r in columns_of(per_run))}; "
             f"generated {when}.", ""]
     head += [f"> Note: {n}" for n in notes] + ([""] if notes else [])
-    body = "\n".join(table_markdown(m, tables[m.key]) for m in MEASUREMENTS)
+    body = "\n".join(table_markdown(m, tables[m.key], last) for m in MEASUREMENTS)
     return "\n".join(head) + "\n" + body + "\n![bar charts](report.png)\n"
 
 
@@ -448,10 +451,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", help="only runs trained with tracking.sweep=NAME (the run tag `sweep`)")
     parser.add_argument("--out", default="reports", help="folder for the tables, report.md and report.png")
     parser.add_argument("--no-log", dest="log", action="store_false", help="do not log the report to MLflow")
+    parser.add_argument("--last", type=int, default=LAST, metavar="N",
+                        help=f"per run, the median of its last N evaluations (default {LAST}, the paper's; a "
+                             "short run with few evaluations may want fewer, so early ones do not count)")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # an unreachable server fails in seconds
     try:
-        report = build_report(args.tracking_uri, args.experiment, args.filter_string, args.sweep, args.out, args.log)
+        report = build_report(args.tracking_uri, args.experiment, args.filter_string, args.sweep, args.out, args.log,
+                              args.last)
     except NoRuns as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

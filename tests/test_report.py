@@ -307,3 +307,17 @@ def test_script_starts_without_tensorflow(store, tmp_path):
     done = subprocess.run([sys.executable, "-c", code, uri], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "## Mean Distance (x10^-3)" in done.stdout
+
+
+def test_last_n_sets_the_window_of_the_per_run_median(store, tmp_path, capsys):
+    """`--last 3`: per run the median of its last 3 evaluations, said so in the notes; --last 0 is refused."""
+    uri, _, _, logged = store
+    rep = report.build_report(uri, "acai", out=tmp_path / "out", log=False, last=3)
+    medians = [np.median(v["reconstruction_error"][-3:]) * 1e3 for (r, d, _), v in logged.items()
+               if r == "acai" and d == "lines"]
+    got = row(rep.tables["reconstruction_error"], "acai", "lines")
+    assert (got["mean"], got["std"]) == (pytest.approx(np.mean(medians)), pytest.approx(np.std(medians)))
+    assert got["mean"] != pytest.approx(expected(logged, "reconstruction_error", "acai", "lines", 1e3)[0])
+    assert "median of its last 3 evaluations" in rep.markdown
+    assert report.main(["--tracking-uri", uri, "--out", str(tmp_path / "o"), "--no-log", "--last", "0"]) == 2
+    assert "--last=0" in capsys.readouterr().err

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +37,29 @@ def _local_path(uri: str) -> Path | None:
     return None
 
 
+def check_server(uri: str, setting: str, timeout: float = 10.0) -> None:
+    """Fail in seconds on an MLflow server that does not answer: MLflow's own client retries with
+    back-off for minutes before it gives up."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            pass
+    except urllib.error.HTTPError:
+        return  # it answers (a proxy or an auth wall): let MLflow speak for it
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        raise TrackingError(f"{setting}={uri!r}: the MLflow server does not answer ({reason}); start it "
+                            "(`mlflow server`) or use a local store, e.g. sqlite:///mlflow.db") from None
+
+
 def open_experiment(cfg: TrackingConfig) -> str:
     """Point MLflow at the store and return the experiment id, creating it with its artifact root."""
     uri = resolve_uri(cfg.uri)
     db = _local_path(uri)
     if db is not None and not (db.parent.is_dir() and os.access(db.parent, os.W_OK)):
         raise TrackingError(f"tracking.uri={cfg.uri!r}: the folder {db.parent} does not exist or is not writable")
+    check_server(uri, "tracking.uri")
     try:
         mlflow.set_tracking_uri(uri)
         client = MlflowClient(uri)
@@ -68,6 +87,7 @@ def open_store(tracking_uri: str) -> MlflowClient:
     """A client on an existing store, for the tools that read runs: never creates an empty SQLite file
     (a typo or the wrong folder), and any failure to open it is one clear line."""
     uri = resolve_uri(tracking_uri)
+    check_server(uri, "--tracking-uri")
     db = _local_path(uri)
     if db is not None and str(db) != ":memory:" and not db.is_file():
         raise TrackingError(f"--tracking-uri={tracking_uri!r}: there is no MLflow store at {db}; run from the "
