@@ -12,12 +12,23 @@ PREDICT_BATCH = 500
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+class _Inference:
+    """`model(x, training=False)` as a callable object: tf.function then counts traces per model rather
+    than per line of code, so several models each traced once do not warn about "retracing"."""
+
+    def __init__(self, model: keras.Model):
+        self.model = model
+
+    def __call__(self, x):
+        return self.model(x, training=False)
+
+
 def predict(model: keras.Model, x: np.ndarray, batch: int = PREDICT_BATCH) -> np.ndarray:
     """Batched inference through one compiled function per model; the last chunk is padded so the
     function is traced once (Keras' `predict` retraces on every new shape and logs warnings)."""
     fn = _COMPILED.get(model)
     if fn is None:
-        fn = _COMPILED[model] = tf.function(lambda t: model(t, training=False))
+        fn = _COMPILED[model] = tf.function(_Inference(model))
     x = np.asarray(x, np.float32)
     size = min(batch, len(x))
     out = []
