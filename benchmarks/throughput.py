@@ -12,7 +12,8 @@ For every case, in the same process and one after the other so machine noise hit
                  one GradientTape, fed NumPy arrays batch by batch (as the seed blog does).
 Throughput is images/second after warm-up, the median of several timed windows. FLOPs per image
 are TensorFlow's per-op counts over the step graph after Grappler's pruning (what actually runs); the
-matmul peak comes from a large float32 matmul timed in the same run. Results print as a table and go
+matmul peak comes from a large float32 matmul timed in the same run. `checkpoint s` is one full
+training-state save, and its overhead at the default `trainer.checkpoint_every` (2^14 samples). Results print as a table and go
 to benchmarks/results/throughput.{json,csv}.
 """
 
@@ -24,6 +25,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from acai.config import TrainerConfig, register  # noqa: E402
 from acai.training.autoencoder import Autoencoder  # noqa: E402
+from acai.training.checkpoint import TrainingState  # noqa: E402
 from acai.training.run import prepare  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,6 +173,19 @@ def matmul_peak(n: int = 2048, repeats: int = 10, dtype: tf.DType = tf.float32) 
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
+def checkpoint_seconds(model, repeats: int = 3) -> float:
+    """Median time of one full training-state checkpoint (every network and optimizer slot)."""
+    with tempfile.TemporaryDirectory() as directory:
+        state = TrainingState(model, Path(directory))
+        state.save(1)
+        times = []
+        for i in range(repeats):
+            t = time.perf_counter()
+            state.save(i + 2)
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
 def pipeline_throughput(ds, size, batch, batches: int = 200) -> float:
     it = iter(ds.train_batches(batch, 0, size))
     next(it)
@@ -227,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                 auto_xla = xla_by_default(model_name)
                 flops = step_flops(model, ds, size, args.batch)
                 fast = fast_throughput(ds, model, size, *timing, xla=auto_xla)
+                ckpt = checkpoint_seconds(model)
                 ref = bf16 = xla = None
                 if not args.no_reference:
                     ds, model, size = build(dataset, model_name, reg, args.batch)
@@ -245,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
                        "mflop_per_img": flops / 1e6 if flops else None,
                        "gflop_s": flops * fast / 1e9 if flops else None,
                        "fraction_of_peak": flops * fast / 1e9 / peak if flops else None,
-                       "pipeline_img_s": data, "pipeline_over_step": data / fast}
+                       "pipeline_img_s": data, "pipeline_over_step": data / fast,
+                       # one save per trainer.checkpoint_every samples (default), against training them
+                       "checkpoint_s": ckpt, "checkpoint_overhead": ckpt * fast / TrainerConfig().checkpoint_every}
                 rows.append(row)
                 print(" | ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
                       flush=True)
@@ -273,14 +292,14 @@ def fmt(v, spec: str) -> str:
 def print_table(rows, peak, evals) -> None:
     print(f"\nfloat32 matmul peak: {peak:.1f} GFLOP/s")
     print("| dataset | model | regularizer | img/s (fast) | img/s (reference) | speed-up | img/s (bf16) "
-          "| bf16 speed-up | img/s (XLA) | vs none | MFLOP/img | % of peak | pipeline/step |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| bf16 speed-up | img/s (XLA) | vs none | MFLOP/img | % of peak | pipeline/step | checkpoint s (overhead) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['dataset']} | {r['model']} | {r['regularizer']} | {r['fast_img_s']:.0f} | "
               f"{fmt(r['reference_img_s'], '.0f')} | {fmt(r['speedup'], '.2f')} | {fmt(r['bf16_img_s'], '.0f')} | "
               f"{fmt(r['bf16_speedup'], '.2f')} | {fmt(r['xla_img_s'], '.0f')} | {fmt(r.get('vs_none'), '.2f')} | "
               f"{fmt(r['mflop_per_img'], '.1f')} | {fmt(r['fraction_of_peak'] and 100 * r['fraction_of_peak'], '.1f')}"
-              f" | {r['pipeline_over_step']:.1f}x |")
+              f" | {r['pipeline_over_step']:.1f}x | {r['checkpoint_s']:.3f} ({100 * r['checkpoint_overhead']:.2f}%) |")
     print("\n" + "\n".join(f"{k}: {v:.2f}" for k, v in evals.items()))
 
 
