@@ -13,8 +13,8 @@ For every case, in the same process and one after the other so machine noise hit
 Throughput is images/second after warm-up, the median of several timed windows. FLOPs per image
 are TensorFlow's per-op counts over the step graph after Grappler's pruning (what actually runs); the
 matmul peak comes from a large float32 matmul timed in the same run. `checkpoint s` is one full
-training-state save, and its overhead at the default `trainer.checkpoint_every` (2^14 samples). Results print as a table and go
-to benchmarks/results/throughput.{json,csv}.
+training-state save, and its overhead at the default `trainer.checkpoint_every` (2^14 samples).
+Results print as a table and go to benchmarks/results/throughput.{json,csv}.
 """
 
 from __future__ import annotations

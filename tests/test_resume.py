@@ -11,7 +11,7 @@ from conftest import ROOT
 from mlflow.tracking import MlflowClient
 
 from acai.errors import TrainingError
-from acai.training.run import train
+from acai.training.run import config_key, train
 
 TRAIN = [sys.executable, str(ROOT / "src" / "train.py")]
 
@@ -76,3 +76,19 @@ def test_cli_failure_is_one_line_without_traceback(tmp_path):
     lines = [ln for ln in out.stderr.splitlines() if ln.startswith("error:")]
     assert lines == [lines[0]] and "model.latent_dim=50" in lines[0] and "multiple of 4" in lines[0]
     assert "Traceback" not in out.stderr
+
+
+def test_rerun_sweep_finds_its_runs_and_can_skip_finished_ones(compose_cfg, tmp_path):
+    base = ("experiment=smoke", "model=mlp", "regularizer=none", f"trainer.checkpoint_dir={tmp_path}/c")
+    cfg_a = compose_cfg(*base, "tracking.sweep=multirun/first")
+    cfg_b = compose_cfg(*base, "tracking.sweep=multirun/rerun", "tracking.skip_finished=true")
+    # A rerun sweep has a new folder; its jobs must still match the runs of the first sweep.
+    assert config_key(cfg_a) == config_key(cfg_b)
+    assert config_key(cfg_a) != config_key(compose_cfg(*base, "seed=1"))
+    first = train(cfg_a)
+    assert train(cfg_b) == first  # already finished: skipped, nothing new logged
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("acai").experiment_id
+    assert [r.info.run_id for r in client.search_runs([experiment])] == [first]
+    repeat = train(compose_cfg(*base, "tracking.sweep=multirun/rerun"))  # default: a rerun repeats it
+    assert repeat != first and len(client.search_runs([experiment])) == 2

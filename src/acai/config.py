@@ -115,6 +115,7 @@ class TrackingConfig:
     run_name: str | None = None
     log_model: bool = True
     sweep: str | None = None
+    skip_finished: bool = False  # a rerun sweep skips the jobs that already have a finished run
 
 
 @dataclass

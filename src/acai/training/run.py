@@ -66,17 +66,24 @@ def prepare(cfg: DictConfig):
 
 
 def config_key(cfg: DictConfig) -> str:
-    """A fingerprint of everything that shapes training: the same command gives the same key."""
+    """A fingerprint of everything that shapes training: the same command gives the same key.
+
+    Leaves out what only labels or steers the run: the sweep a job belongs to (a rerun `-m` sweep gets a
+    new, time-stamped folder, yet its jobs must find the runs a crash interrupted), verbosity, resume.
+    """
     data = OmegaConf.to_container(cfg, resolve=True)
     data.pop("resume", None)
     data["trainer"].pop("verbose", None)
+    for label in ("sweep", "skip_finished"):
+        data["tracking"].pop(label, None)
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def find_unfinished(experiment_id: str, key: str) -> str | None:
-    """The latest run of this exact config that did not finish (killed, crashed or failed), if any."""
+def find_run(experiment_id: str, key: str, finished: bool) -> str | None:
+    """The latest run of this exact config that finished (or did not: killed, crashed, failed), if any."""
+    status = "=" if finished else "!="
     runs = MlflowClient().search_runs(
-        [experiment_id], f"tags.`acai.config_key` = '{key}' and attributes.status != 'FINISHED'",
+        [experiment_id], f"tags.`acai.config_key` = '{key}' and attributes.status {status} 'FINISHED'",
         order_by=["attributes.start_time DESC"], max_results=1)
     return runs[0].info.run_id if runs else None
 
@@ -97,16 +104,20 @@ def train(cfg: DictConfig) -> str:
     keras.utils.set_random_seed(cfg.seed)
     experiment_id = open_experiment(tracking)
     key = config_key(cfg)
-    resume_id = cfg.resume or find_unfinished(experiment_id, key)
+    if tracking.skip_finished and not cfg.resume and (done := find_run(experiment_id, key, finished=True)):
+        print(f"Skipping: MLflow run {done} already finished this configuration (tracking.skip_finished=true)")
+        return done
+    resume_id = cfg.resume or find_run(experiment_id, key, finished=False)
     native = dataset.test_set()[0].shape[1]
     image_size = arch.image_size(native)
     evaluator = Evaluator(dataset, evaluation, image_size, seed=cfg.seed)
     model = Autoencoder(arch, regularizer, evaluator.x_test.shape[1:], dataset.num_classes,
                         lr=trainer.lr, epsilon=trainer.adam_epsilon, seed=cfg.seed, precision=trainer.precision)
     model.compile(jit_compile=trainer.use_xla(arch.xla_on_cpu))
-    state = TrainingState(model, Path(trainer.checkpoint_dir).expanduser().resolve() / key)
-    if resume_id is None:
-        shutil.rmtree(state.directory, ignore_errors=True)  # a finished run's checkpoints: start afresh
+    directory = Path(trainer.checkpoint_dir).expanduser().resolve() / key
+    if resume_id is None:  # a finished run's checkpoints: start afresh (before the manager reads them)
+        shutil.rmtree(directory, ignore_errors=True)
+    state = TrainingState(model, directory)
     first_epoch = state.restore()
     batches = dataset.train_batches(trainer.batch_size, cfg.seed, image_size,
                                     start_step=first_epoch * trainer.steps_per_eval)
