@@ -34,7 +34,7 @@ class TrainerConfig:
     """How long and how fast to train. Lengths are in samples, as the paper's kimg."""
 
     batch_size: int = 64
-    total_samples: int = 65536
+    total_samples: int = 131072
     eval_every: int = 16384
     lr: float = 1e-4
     adam_epsilon: float = 1e-8
