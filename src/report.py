@@ -9,8 +9,9 @@ Reads the finished training runs, groups them by dataset / model / latent size (
 (columns, in the paper's order: Baseline = `none`, dropout, denoising, vae, aae, vqvae, acai), and
 aggregates over seeds as the paper does: per run the median of its last 20 evaluations (recomputed from
 the `eval/<metric>` history, by step), then mean ± std (np.std, ddof=0) over the runs, with their count n.
-One table per measurement -- Mean Distance (x10^-3), Smoothness, latent classifier accuracy (%),
-clustering accuracy (%) with a K-means-on-pixels reference column, reconstruction error -- with the
+One table per measurement -- Mean Distance (x10^-3), Smoothness, latent classifier accuracy (%), a
+linear probe's accuracy (%, not in the paper), clustering accuracy (%) with a K-means-on-pixels reference
+column, reconstruction error -- with the
 paper's values in a `paper (approx.)` row where the paper reports that setting.
 
 Writes `<table>.md` and `<table>.csv` per table, `runs.csv` (each run's medians), `report.md` and
@@ -83,6 +84,9 @@ MEASUREMENTS = (
     Measurement("latent_accuracy", "Latent classifier accuracy (%)", "latent_accuracy",
                 paper={("mnist", 32): {"none": (94.90, 0.14), "acai": (98.25, 0.11)},
                        ("mnist", 256): {"acai": (99.00, 0.08)}}),
+    # Not in the paper: a logistic-regression probe fitted on the frozen latents at each evaluation. Short
+    # runs need it: the paper's classifier trains alongside the AE at lr 1e-4 and lags far behind early on.
+    Measurement("probe_accuracy", "Linear probe accuracy (%)", "probe_accuracy"),
     Measurement("cluster_accuracy", "Clustering accuracy (%)", "cluster_accuracy", reference="cluster_accuracy_pixels",
                 paper={("mnist", 32): {"acai": (94.38, None)}, ("mnist", 256): {"acai": (96.17, None)}}),
     Measurement("reconstruction_error", "Reconstruction error (MSE x10^-3)", "reconstruction_error", 1e3, "lower"),

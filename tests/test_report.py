@@ -22,6 +22,7 @@ EVALS = 25  # more than 20, so that "the last 20" differs from "all of them"
 EVERY = 32  # samples between evaluations: the metric step
 LINES_METRICS = ("mean_distance", "mean_distance_x1e3", "smoothness")
 IMAGE_METRICS = ("latent_accuracy", "reconstruction_error")
+MEASURE = {m.key: m for m in report.MEASUREMENTS}
 
 
 def history(seed: int, base: float) -> list[float]:
@@ -165,17 +166,17 @@ def test_markdown_cells_paper_rows_and_blanks(store, tmp_path):
     md = rep.markdown
     mean, std, _ = expected(logged, "smoothness", "acai", "lines")
     assert f"{mean:.2f}±{std:.2f}" in md
-    smooth = report.table_markdown(report.MEASUREMENTS[1], rep.tables["smoothness"]).splitlines()
+    smooth = report.table_markdown(MEASURE["smoothness"], rep.tables["smoothness"]).splitlines()
     assert smooth[2] == "| dataset | model | latent | Baseline | ACAI | n |"
     assert smooth[5] == "| paper (approx.) | | | 0.44±0.04 | 0.10±0.01 | |"  # lines 64 is Table 1's setting
-    accuracy = report.table_markdown(report.MEASUREMENTS[2], rep.tables["latent_accuracy"]).splitlines()
+    accuracy = report.table_markdown(MEASURE["latent_accuracy"], rep.tables["latent_accuracy"]).splitlines()
     lines_row = next(r for r in accuracy if r.startswith("| lines |"))
     assert lines_row.endswith("| Baseline:2 Dropout:1 ACAI:2 |")  # n per column when they differ
     mnist = accuracy.index(next(r for r in accuracy if r.startswith("| mnist | conv | 32 |")))
     assert accuracy[mnist].split(" | ")[3:5] == ["", ""]  # no Baseline or Dropout run on MNIST: blank cells
     assert accuracy[mnist + 1] == "| paper (approx.) | | | 94.90±0.14 |  | 98.25±0.11 | |"
     assert not any(r.startswith("| paper") for r in accuracy[:mnist])  # no paper row for lines accuracy
-    cluster = report.table_markdown(report.MEASUREMENTS[3], rep.tables["cluster_accuracy"])
+    cluster = report.table_markdown(MEASURE["cluster_accuracy"], rep.tables["cluster_accuracy"])
     assert "| paper (approx.) | | |  | ~94.38 |  | |" in cluster  # pixels column blank in the paper row
     assert "| 50.00±0.00 |" in cluster  # the pixels reference on MNIST
 
@@ -205,7 +206,7 @@ def test_undefined_evaluations_are_skipped_and_shown(empty_store, tmp_path):
     aae, vae = row(table, "aae", "lines"), row(table, "vae", "lines")
     assert (aae["mean"], aae["std"], aae["n"], aae["undefined"]) == (pytest.approx(np.median(partly[5:22])), 0, 1, 1)
     assert (vae["n"], vae["undefined"]) == (0, 1) and np.isnan(vae["mean"])
-    md = report.table_markdown(report.MEASUREMENTS[1], table)
+    md = report.table_markdown(MEASURE["smoothness"], table)
     assert f"| lines | conv | 64 | NaN | {aae['mean']:.2f}±0.00 | 1 |" in md  # the paper's order: VAE, AAE
     assert "all undefined (NaN)" in md and "VAE lines/conv/64 (1), AAE lines/conv/64 (1)" in md
 
