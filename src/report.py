@@ -11,8 +11,8 @@ aggregates over seeds as the paper does: per run the median of its last 20 evalu
 the `eval/<metric>` history, by step), then mean ± std (np.std, ddof=0) over the runs, with their count n.
 One table per measurement -- Mean Distance (x10^-3), Smoothness, latent classifier accuracy (%), a
 linear probe's accuracy (%, not in the paper), clustering accuracy (%) with a K-means-on-pixels reference
-column, reconstruction error -- with the
-paper's values in a `paper (approx.)` row where the paper reports that setting.
+column, reconstruction error -- with the paper's values in a `paper (approx.)` row where the paper
+reports that setting.
 
 Writes `<table>.md` and `<table>.csv` per table, `runs.csv` (each run's medians), `report.md` and
 `report.png` (bar charts with error bars) to --out, prints report.md, and, unless --no-log, logs them
