@@ -15,21 +15,28 @@ register()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    """Train; return `tracking.objective` of the run when set (what an Optuna sweeper minimises)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from acai.errors import ConfigError
+    from acai.tracking.mlflow_run import run_metric
     from acai.training.run import train
 
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode == RunMode.MULTIRUN and cfg.tracking.sweep is None:
         cfg.tracking.sweep = hydra_cfg.sweep.dir  # every job of a -m sweep is tagged with the sweep it belongs to
     try:
+        if "optuna" in str(hydra_cfg.sweeper.get("_target_", "")).lower() and not cfg.tracking.objective:
+            raise ConfigError("tracking.objective", None, "an Optuna sweep needs the logged metric to optimise, "
+                              "e.g. tracking.objective=median20/mean_distance")
         run_id = train(cfg)
+        print(f"MLflow run {run_id}")
+        return run_metric(run_id, cfg.tracking.objective) if cfg.tracking.objective else None
     except AcaiError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    print(f"MLflow run {run_id}")
 
 
 if __name__ == "__main__":

@@ -165,3 +165,31 @@ def test_two_jobs_logging_to_one_store_at_once_both_complete(tmp_path):
         config = yaml.safe_load(Path(client.download_artifacts(rid, "config.yaml", str(dst))).read_text("utf-8"))
         assert config["seed"] == seed and config["regularizer"]["name"] == "acai"
         assert run.data.params["seed"] == str(seed)
+
+
+def test_optuna_sweep_minimises_the_logged_objective(tmp_path):
+    sweep_dir = tmp_path / "optuna"
+    done = subprocess.run([*TRAIN, "-m", "hydra/sweeper=optuna_acai", "hydra.sweeper.n_trials=3", *TINY,
+                           *store(tmp_path), "tracking.objective=final/reconstruction_error",
+                           f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, tail(done.stderr)
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = runs_of(client)
+    assert len(runs) == 3 and {r.data.tags["sweep"] for r in runs} == {str(sweep_dir)}
+    weights = {float(r.data.params["regularizer.advweight"]) for r in runs}
+    assert len(weights) == 3 and all(0.1 <= w <= 1.0 for w in weights)  # each trial its own sampled λ
+    best = min(runs, key=lambda r: r.data.metrics["final/reconstruction_error"])
+    result = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert result["best_value"] == pytest.approx(best.data.metrics["final/reconstruction_error"])
+    assert result["best_params"]["regularizer.advweight"] == pytest.approx(
+        float(best.data.params["regularizer.advweight"]))
+
+
+def test_optuna_sweep_without_objective_fails_before_training(tmp_path):
+    done = subprocess.run([*TRAIN, "-m", "hydra/sweeper=optuna_acai", "hydra.sweeper.n_trials=1", *TINY,
+                           *store(tmp_path), f"hydra.sweep.dir={tmp_path / 'optuna'}"], cwd=tmp_path, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert "error: tracking.objective=None is not valid: an Optuna sweep needs" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "ckpt").exists()

@@ -116,6 +116,7 @@ class TrackingConfig:
     log_model: bool = True
     sweep: str | None = None
     skip_finished: bool = False  # a rerun sweep skips the jobs that already have a finished run
+    objective: str | None = None  # a logged metric the job returns to a sweeper (Optuna), e.g. final/smoothness
 
 
 @dataclass

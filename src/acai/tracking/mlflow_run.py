@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from acai.config import TrackingConfig
-from acai.errors import TrackingError
+from acai.errors import ConfigError, TrackingError
 
 LOCAL_SCHEMES = ("sqlite:///",)
 
@@ -99,6 +99,15 @@ def open_store(tracking_uri: str) -> MlflowClient:
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise TrackingError(f"--tracking-uri={tracking_uri!r}: cannot open the MLflow store "
                             f"({type(e).__name__}: {first})") from None
+
+
+def run_metric(run_id: str, name: str) -> float:
+    """The latest value of a run's metric, for a sweeper that optimises it (`tracking.objective`)."""
+    metrics = MlflowClient().get_run(run_id).data.metrics
+    if name not in metrics:
+        summaries = sorted(k for k in metrics if k.startswith(("final/", "median20/")))
+        raise ConfigError("tracking.objective", name, f"a metric this run logged, e.g. {', '.join(summaries)}")
+    return float(metrics[name])
 
 
 def run_name(cfg: DictConfig) -> str:

@@ -74,7 +74,7 @@ def config_key(cfg: DictConfig) -> str:
     data = OmegaConf.to_container(cfg, resolve=True)
     data.pop("resume", None)
     data["trainer"].pop("verbose", None)
-    for label in ("sweep", "skip_finished"):
+    for label in ("sweep", "skip_finished", "objective"):
         data["tracking"].pop(label, None)
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
