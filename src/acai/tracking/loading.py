@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import tempfile
 from pathlib import Path
@@ -14,6 +15,10 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from acai.errors import TrackingError
+
+# What the tools download is a config and a model of a few MB: MLflow's progress bar would only put
+# noise on stderr ahead of their one-line errors. A user who sets the variable keeps their choice.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 CLASSIFIER_ARTIFACT = "latent_classifier/latent_classifier.keras"
 
