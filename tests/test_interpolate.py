@@ -1,5 +1,6 @@
 """`src/interpolate.py` on one real logged run: index pairs, image files, both modes, --log, and its errors."""
 
+import os
 import sys
 
 import mlflow
@@ -281,3 +282,20 @@ def test_several_models_make_one_labelled_figure_on_the_same_pairs(run, tmp_path
     assert interpolate.main([run_id, run_id, "--tracking-uri", uri, "--indices", "3", "17", "--log",
                              "--out", str(tmp_path / "x.png")]) == 2
     assert "--log" in capsys.readouterr().err
+
+
+def test_loading_hides_mlflow_progress_bar_only_while_it_downloads(run, capfd, monkeypatch):
+    """The tools' one-line errors come without a progress bar ahead; the process keeps MLflow's default."""
+    uri, run_id, _ = run
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(resolve_uri(uri))
+    try:
+        capfd.readouterr()
+        load_autoencoder(f"runs:/{run_id}/model")
+        assert "Downloading artifacts" not in capfd.readouterr().err
+        assert "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ
+        mlflow.keras.load_model(f"runs:/{run_id}/model")  # outside the tools' loading: MLflow's own bar
+        assert "Downloading artifacts" in capfd.readouterr().err
+    finally:
+        mlflow.set_tracking_uri(previous)

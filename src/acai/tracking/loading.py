@@ -6,6 +6,8 @@ import importlib
 import os
 import pkgutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import keras
@@ -16,11 +18,23 @@ from omegaconf import DictConfig, OmegaConf
 
 from acai.errors import TrackingError
 
-# What the tools download is a config and a model of a few MB: MLflow's progress bar would only put
-# noise on stderr ahead of their one-line errors. A user who sets the variable keeps their choice.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
 CLASSIFIER_ARTIFACT = "latent_classifier/latent_classifier.keras"
+PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
+@contextmanager
+def quiet_download() -> Iterator[None]:
+    """No MLflow progress bar while fetching a config or a model of a few MB: it would only put noise on
+    stderr ahead of the tools' one-line errors. Scoped to the download, so the rest of the process (a
+    training run's uploads) keeps MLflow's default; a user who set the variable keeps their choice."""
+    if PROGRESS_BAR in os.environ:
+        yield
+        return
+    os.environ[PROGRESS_BAR] = "false"
+    try:
+        yield
+    finally:
+        os.environ.pop(PROGRESS_BAR, None)
 
 
 def register_custom_layers() -> None:
@@ -47,7 +61,8 @@ def run_config(client: MlflowClient, run_id: str) -> DictConfig:
     get_run(client, run_id)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = client.download_artifacts(run_id, "config.yaml", tmp)
+            with quiet_download():
+                path = client.download_artifacts(run_id, "config.yaml", tmp)
         except Exception:  # noqa: BLE001 - any missing/unreadable artifact means the same to the user
             raise TrackingError(f"run {run_id} has no config.yaml artifact; was it made by src/train.py?") from None
         return OmegaConf.load(path)
@@ -57,7 +72,8 @@ def load_autoencoder(model_uri: str) -> keras.Model:
     """A logged autoencoder (`runs:/<id>/model` or `models:/...`), with `encode`/`decode` sub-models."""
     register_custom_layers()
     try:
-        model = mlflow.keras.load_model(model_uri)
+        with quiet_download():
+            model = mlflow.keras.load_model(model_uri)
     except Exception as e:  # noqa: BLE001
         raise TrackingError(f"model {model_uri!r} could not be loaded ({type(e).__name__}: {e})") from None
     names = {layer.name for layer in model.layers}
@@ -70,7 +86,8 @@ def load_classifier(client: MlflowClient, run_id: str) -> keras.Model | None:
     """The latent classifier trained alongside the autoencoder, or None if the run has none."""
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = client.download_artifacts(run_id, CLASSIFIER_ARTIFACT, tmp)
+            with quiet_download():
+                path = client.download_artifacts(run_id, CLASSIFIER_ARTIFACT, tmp)
         except Exception:  # noqa: BLE001
             return None
         return keras.saving.load_model(Path(path), safe_mode=True)
