@@ -92,6 +92,7 @@ class EvaluationConfig:
     cluster_train_size: int = 60000
     kmeans_restarts: int = 10
     kmeans_max_iter: int = 1000
+    kmeans_seed: int = 0  # the reference's random_state=0 for every run, whatever the training seed
     cluster_pixels: bool = True
     grid_pairs: int = 8
     grid_steps: int = 11
@@ -100,6 +101,8 @@ class EvaluationConfig:
     def __post_init__(self) -> None:
         _positive("evaluation", self, "interpolation_pairs", "reference_lines", "median_of_last",
                   "cluster_train_size", "kmeans_restarts", "kmeans_max_iter", "grid_pairs", "reconstructions")
+        if self.kmeans_seed < 0:
+            raise ConfigError("evaluation.kmeans_seed", self.kmeans_seed, "must be >= 0 (scikit-learn's random_state)")
         if self.interpolation_frames < 2 or self.grid_steps < 2:
             raise ConfigError("evaluation.interpolation_frames/grid_steps",
                               (self.interpolation_frames, self.grid_steps), "must both be >= 2")

@@ -84,7 +84,7 @@ class ImageDataset(Dataset):
     name: str = "mnist"
     keras_loader: str = "keras.datasets.mnist"
     path: str | None = None
-    shuffle_buffer: int = 60000
+    shuffle_buffer: int = 1024  # the reference's lib/data.py: shuffle(1024).repeat()
     offline_hint: str = ""
 
     @cached_property

@@ -69,7 +69,7 @@ class Evaluator:
         x_train = pad_to(x_train, self.image_size)
         k = self.dataset.num_classes
         kwargs = dict(n_clusters=k, restarts=self.cfg.kmeans_restarts, max_iter=self.cfg.kmeans_max_iter,
-                      seed=self.seed)
+                      seed=self.cfg.kmeans_seed)
         train_latents = predict(encode, x_train)
         out = {"cluster_accuracy": 100 * cluster_accuracy(train_latents, test_latents, self.y_test, **kwargs),
                "probe_accuracy": 100 * probe_accuracy(train_latents, y_train, test_latents, self.y_test, self.seed)}

@@ -19,6 +19,13 @@ from keras import ops
 from acai.regularizers.base import Regularizer
 
 
+def codebook_initializer(codebook_size: int) -> keras.initializers.Initializer:
+    """TF1's `uniform_unit_scaling_initializer()` on the reference's [1, 1, codebook_size, hidden] means:
+    U(-b, b) with b = sqrt(3 / fan_in), fan_in = the product of all dims but the last = codebook_size."""
+    bound = math.sqrt(3.0 / codebook_size)
+    return keras.initializers.RandomUniform(-bound, bound)
+
+
 @keras.saving.register_keras_serializable(package="acai")
 class VectorQuantizer(keras.layers.Layer):
     """The quantising bottleneck, with its EMA codebook as non-trainable weights (saved with the model)."""
@@ -36,7 +43,8 @@ class VectorQuantizer(keras.layers.Layer):
 
     def build(self, input_shape):
         shape = (self.codebook_size, self.hidden)
-        self.codebook = self.add_weight(shape=shape, initializer="random_normal", trainable=False, name="codebook")
+        self.codebook = self.add_weight(shape=shape, initializer=codebook_initializer(self.codebook_size),
+                                        trainable=False, name="codebook")
         self.ema_means = self.add_weight(shape=shape, initializer="zeros", trainable=False, name="ema_means")
         self.ema_count = self.add_weight(shape=(self.codebook_size,), initializer="zeros", trainable=False,
                                          name="ema_count")

@@ -104,7 +104,8 @@ class Autoencoder(keras.Model):
     def compute_losses(self, x, y):
         """One forward pass: every loss and diagnostic of the step, in a dict."""
         reg = self.regularizer
-        features = self.encoder(reg.corrupt(x, self.seed_generator), training=True)
+        encoder_input = reg.corrupt(x, self.seed_generator)
+        features = self.encoder(encoder_input, training=True)
         latent, code, terms, bottleneck_diagnostics = reg.bottleneck(features, self.seed_generator)
         raw = self.decoder(code, training=True)
         reconstruction = raw if self.output_head is None else self.output_head(raw)
@@ -114,7 +115,7 @@ class Autoencoder(keras.Model):
         adv_terms, adversary_loss, diagnostics = reg.adversary_losses(step)
         losses["loss"] = losses["likelihood"] + sum(terms.values()) + sum(adv_terms.values())
         losses["adversary"] = adversary_loss
-        logits = self.classifier(ops.stop_gradient(latent), training=True)
+        logits = self.classifier(ops.stop_gradient(self.classifier_latent(x, encoder_input, latent)), training=True)
         labels = ops.cast(y, "int32")
         losses["classifier"] = ops.mean(
             keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
@@ -122,6 +123,14 @@ class Autoencoder(keras.Model):
         losses.update(bottleneck_diagnostics)
         losses.update(diagnostics)
         return losses
+
+    def classifier_latent(self, x, encoder_input, latent):
+        """What the latent classifier trains on: the code of the *clean* input, as it is evaluated.
+
+        Equal to the step's latent unless the regularizer corrupts the encoder input (denoising), where
+        the reference's classifier reads `encoder(x)`, not `encoder(x + noise)` (its denoising.py).
+        """
+        return latent if encoder_input is x else self.encode(x, training=True)
 
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
