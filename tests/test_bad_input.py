@@ -56,6 +56,8 @@ TRAIN_ROWS = [
     ("latent size does not fit conv", ["model.latent_dim=50"], r"model.latent_dim=50 .*multiple of 4"),
     ("latent width not a power of two", ["model.latent_width=3"], r"model.latent_width=3 .*power of two"),
     ("mlp latent of zero", ["model=mlp", "model.latent_dim=0"], r"model.latent_dim=0 .*positive"),
+    ("critic depth on the mlp", ["model=mlp", "regularizer.advdepth=32"], r"regularizer.advdepth=32 .*model.hidden"),
+    ("negative k-means seed", ["evaluation.kmeans_seed=-1"], r"evaluation.kmeans_seed=-1 .*>= 0"),
     ("regularizer option misspelt", ["+regularizer.lamda=0.5"], r"regularizer.lamda"),
     ("regularizer option wrong type", ["regularizer.advweight=high"], r"regularizer.advweight"),
     ("dropout keep out of range", ["regularizer=dropout", "regularizer.keep_prob=1.5"], r"keep_prob=1.5 .*\(0, 1\]"),

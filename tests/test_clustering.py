@@ -38,3 +38,28 @@ def test_probe_separates_informative_from_noise_codes():
     xte, yte = blobs(200, rng, 1.0)
     assert probe_accuracy(xtr, ytr, xte, yte) > 0.95
     assert probe_accuracy(rng.normal(size=(600, 5)), ytr, rng.normal(size=(200, 5)), yte) < 0.3
+
+
+def test_kmeans_seed_is_the_references_zero_whatever_the_training_seed(tmp_path):
+    """The reference clusters every model with KMeans(random_state=0): runs of different training seeds
+    must get the same K-means draws, so their clustering differs only by their latents."""
+    import keras
+    from conftest import write_tiny_mnist
+
+    from acai.config import EvaluationConfig
+    from acai.data.images import ImageDataset
+    from acai.evaluation.evaluator import Evaluator
+
+    data = ImageDataset(path=str(write_tiny_mnist(tmp_path / "mnist.npz", n_train=300, n_test=100)))
+    encode = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.AveragePooling2D(4), keras.layers.Flatten()])
+    cfg = EvaluationConfig(cluster_train_size=300, kmeans_restarts=1, cluster_pixels=False)
+    assert cfg.kmeans_seed == 0
+
+    def accuracy(training_seed: int, kmeans_seed: int = 0) -> float:
+        evaluator = Evaluator(data, EvaluationConfig(**{**vars(cfg), "kmeans_seed": kmeans_seed}), None,
+                              seed=training_seed)
+        return evaluator.clustering(encode, encode.predict(evaluator.x_test, verbose=0))["cluster_accuracy"]
+
+    reference = accuracy(0)
+    assert [accuracy(s) for s in (1, 2, 3)] == [reference] * 3
+    assert len({accuracy(0, k) for k in range(6)}) > 1  # one restart: the K-means draw does matter

@@ -79,3 +79,17 @@ def test_real_fashion_mnist_from_debian():
     x, y = ds.test_set()
     assert x.shape == (10000, 28, 28, 1) and sorted(set(y.tolist())) == list(range(10))
     assert ds.train_set(60000)[0].shape == (60000, 28, 28, 1)
+
+
+def test_training_batches_shuffle_within_the_references_1024_buffer(tmp_path):
+    """lib/data.py: shuffle(1024).repeat(). On data stored in order, the first batch can only hold
+    examples among the first 1024 + batch - 1; a 60k buffer would draw from the whole set."""
+    n = 4096
+    x = np.repeat((np.arange(n) // 16).astype(np.uint8), 28 * 28).reshape(n, 28, 28)  # pixel = index // 16
+    y = np.zeros(n, np.uint8)
+    np.savez(tmp_path / "ordered.npz", x_train=x, y_train=y, x_test=x[:10], y_test=y[:10])
+    ds = ImageDataset(path=str(tmp_path / "ordered.npz"))
+    assert ds.shuffle_buffer == 1024
+    batch, _ = next(iter(ds.train_batches(64, seed=0, image_size=None)))
+    index = np.round((batch.numpy()[:, 0, 0, 0] + 1) * 255 / 2) * 16
+    assert index.max() < 1024 + 64 and len(np.unique(index)) > 16

@@ -58,3 +58,24 @@ def test_constant_sequence_is_undefined_counts_zero_and_stays_in_denominator():
 def test_unwrap_across_zero():
     angles = np.linspace(2 * math.pi - 0.5, 2 * math.pi + 0.5, FRAMES) % (2 * math.pi)
     assert smoothness(angles[None]) == pytest.approx(0, abs=1e-9)
+
+
+def test_nearest_line_is_the_float64_search_of_the_reference_even_far_from_any_line():
+    """The reference's scipy cdist (float64, cosine, over all 10,000 lines) picks the same line and the
+    same distance for clean lines, cross-fades, faint noisy lines and noise, where a float32 search
+    refined only among near neighbours can land several reference angles away."""
+    from scipy.spatial.distance import cdist
+
+    from acai.evaluation.lines_metrics import reference_bank
+
+    rng = np.random.default_rng(0)
+    a, b = rng.uniform(0, 2 * math.pi, (2, 100))
+    fades = 0.5 * draw_lines(a) + 0.5 * draw_lines(b)
+    faint = 0.3 * draw_lines(b[:50]) + rng.normal(0, 0.05, (50, 32, 32, 1))
+    noise = rng.normal(size=(50, 32, 32, 1))
+    frames = np.concatenate([draw_lines(a[:50] + 1e-4), fades, faint, noise]).astype(np.float32)
+    dist, angles = closest_lines(frames)
+    bank, _, bank_angles = reference_bank()
+    truth = cdist(frames.reshape(len(frames), -1).astype(np.float64), bank, "cosine")
+    np.testing.assert_array_equal(angles, bank_angles[truth.argmin(axis=1)])
+    np.testing.assert_allclose(dist, truth.min(axis=1), rtol=0, atol=1e-12)

@@ -10,11 +10,13 @@ from acai.data.lines import Lines
 from acai.networks.conv import ConvArchitecture
 from acai.networks.mlp import MlpArchitecture
 from acai.regularizers.aae import Aae
+from acai.regularizers.acai import Acai
 from acai.regularizers.base import Step
 from acai.regularizers.denoising import Denoising
 from acai.regularizers.dropout import Dropout
+from acai.regularizers.none import PlainAutoencoder
 from acai.regularizers.vae import Vae, gaussian_kl
-from acai.regularizers.vqvae import VectorQuantizer, VqVae
+from acai.regularizers.vqvae import VectorQuantizer, VqVae, perplexity
 from acai.training.autoencoder import Autoencoder
 
 
@@ -113,7 +115,47 @@ def test_vq_codes_are_codebook_members_and_ema_moves_used_codes():
     assert after < before
 
 
-def test_vqvae_step_reports_commitment_and_perplexity(batch):
+def test_vq_codebook_starts_as_the_references_uniform_unit_scaling():
+    """TF1's uniform_unit_scaling_initializer on [1, 1, 2^14, hidden]: U(-b, b), b = sqrt(3 / 2^14)."""
+    keras.utils.set_random_seed(0)
+    vq = VectorQuantizer((2, 2, 16), codebook_size=16384)
+    vq.build((None, 2, 2, 16))
+    book = vq.codebook.numpy()
+    bound = np.sqrt(3 / 16384)
+    assert book.shape == (16384, 64)
+    assert np.abs(book).max() <= bound and np.abs(book).max() > 0.99 * bound
+    assert book.std() == pytest.approx(bound / np.sqrt(3), rel=0.01)  # the std of U(-b, b)
+    np.testing.assert_array_equal(vq.ema_means.numpy(), book)
+
+
+def test_vqvae_perplexity_counts_the_codes_in_use(batch):
+    """exp(entropy) of code usage: k equally used codes give k, one code 1; and the step's value is
+    the perplexity of the codes its nearest-neighbour search really picked."""
+    assert float(perplexity(np.zeros(40, np.int64), 64)) == pytest.approx(1.0)
+    assert float(perplexity(np.arange(40) % 8, 64)) == pytest.approx(8.0, rel=1e-5)
+    assert float(perplexity(np.array([0, 0, 0, 1]), 64)) == pytest.approx(np.exp(-(0.75 * np.log(0.75)
+                                                                                 + 0.25 * np.log(0.25))), rel=1e-5)
     model = make(VqVae(codebook_size=64, num_latents=2, filter_size=32))
+    quantizer = model.regularizer.quantizer
+    codes = quantizer.nearest(quantizer.vectors(model.encoder(batch[0]))).numpy()
     losses = model.compute_losses(*batch)
-    assert float(losses["commitment"]) > 0 and 1 <= float(losses["perplexity"]) <= 32
+    assert float(losses["commitment"]) > 0
+    assert float(losses["perplexity"]) == pytest.approx(float(perplexity(codes, 64)), rel=1e-5)
+    assert 1 - 1e-5 <= float(losses["perplexity"]) <= len(np.unique(codes)) + 1e-4
+
+
+REGULARIZERS = {"none": PlainAutoencoder, "dropout": Dropout, "denoising": Denoising, "vae": Vae, "aae": Aae,
+                "vqvae": lambda: VqVae(codebook_size=64, num_latents=2, filter_size=32), "acai": Acai}
+
+
+@pytest.mark.parametrize("name", REGULARIZERS)
+def test_latent_classifier_trains_on_the_clean_evaluated_code(batch, name):
+    """For every model the classifier's training input is the code it is evaluated on: encode(x) of the
+    clean image (VAE: the mean; dropout: before dropout; VQ-VAE: before quantisation). For the
+    denoising AE that is the reference's `classifier(encoder(x))`, not the code of the noisy input."""
+    x, y = batch
+    model = make(REGULARIZERS[name]())
+    losses = model.compute_losses(x, y)
+    logits = model.classifier(model.encode(x))
+    expected = np.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+    assert float(losses["classifier"]) == pytest.approx(float(expected), rel=1e-5)

@@ -60,6 +60,11 @@ class MlpArchitecture(Architecture):
         )
 
     def critic(self, image_shape, depth=None, name="critic"):
+        """The encoder's stack with a mean over features; sized by `model.hidden`, so a critic depth
+        (ACAI's `regularizer.advdepth`, a conv setting) cannot apply and is refused, not ignored."""
+        if depth is not None:
+            raise ConfigError("regularizer.advdepth", depth,
+                              "sets the conv critic's width; the MLP critic is sized by model.hidden: use 0")
         return keras.Sequential(
             [keras.Input(image_shape), keras.layers.Flatten(), *self._stack(self.latent_dim), MeanOverFeatures()],
             name=name,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import posixpath
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,16 +57,32 @@ def get_run(client: MlflowClient, run_id: str):
         raise TrackingError(f"run id {run_id!r}: cannot read {client.tracking_uri} ({type(e).__name__})") from None
 
 
+def has_artifact(client: MlflowClient, run_id: str, path: str) -> bool:
+    """Whether the run logged this artifact file. A store that cannot be listed is an error, not a no."""
+    folder = posixpath.dirname(path) or None
+    try:
+        return any(f.path == path for f in client.list_artifacts(run_id, folder))
+    except Exception as e:  # noqa: BLE001 - unreachable server, unreadable artifact store, ...
+        raise TrackingError(f"run {run_id}: cannot list its artifacts in {client.tracking_uri} "
+                            f"({type(e).__name__}: {e})") from None
+
+
+def download(client: MlflowClient, run_id: str, path: str, into: str) -> str:
+    """Download one artifact that the run has; a failure names the artifact and the cause."""
+    try:
+        with quiet_download():
+            return client.download_artifacts(run_id, path, into)
+    except Exception as e:  # noqa: BLE001
+        raise TrackingError(f"run {run_id}: cannot download {path} ({type(e).__name__}: {e})") from None
+
+
 def run_config(client: MlflowClient, run_id: str) -> DictConfig:
     """The resolved config the run logged as `config.yaml`."""
     get_run(client, run_id)
+    if not has_artifact(client, run_id, "config.yaml"):
+        raise TrackingError(f"run {run_id} has no config.yaml artifact; was it made by src/train.py?")
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            with quiet_download():
-                path = client.download_artifacts(run_id, "config.yaml", tmp)
-        except Exception:  # noqa: BLE001 - any missing/unreadable artifact means the same to the user
-            raise TrackingError(f"run {run_id} has no config.yaml artifact; was it made by src/train.py?") from None
-        return OmegaConf.load(path)
+        return OmegaConf.load(download(client, run_id, "config.yaml", tmp))
 
 
 def load_autoencoder(model_uri: str) -> keras.Model:
@@ -83,11 +100,10 @@ def load_autoencoder(model_uri: str) -> keras.Model:
 
 
 def load_classifier(client: MlflowClient, run_id: str) -> keras.Model | None:
-    """The latent classifier trained alongside the autoencoder, or None if the run has none."""
+    """The latent classifier trained alongside the autoencoder, or None if the run logged none.
+
+    Only a missing artifact means None; a store that fails is an error, not "no classifier"."""
+    if not has_artifact(client, run_id, CLASSIFIER_ARTIFACT):
+        return None
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            with quiet_download():
-                path = client.download_artifacts(run_id, CLASSIFIER_ARTIFACT, tmp)
-        except Exception:  # noqa: BLE001
-            return None
-        return keras.saving.load_model(Path(path), safe_mode=True)
+        return keras.saving.load_model(Path(download(client, run_id, CLASSIFIER_ARTIFACT, tmp)), safe_mode=True)
