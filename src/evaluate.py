@@ -30,12 +30,14 @@ def evaluate(run_id: str, overrides: list[str], tracking_uri: str, child: bool =
     from acai.config import EvaluationConfig, build, section
     from acai.data.base import Dataset
     from acai.evaluation.evaluator import Evaluator
-    from acai.tracking.loading import get_run, load_autoencoder, load_classifier, run_config
+    from acai.tracking.loading import get_run, load_autoencoder, load_classifier, require_finished, run_config
     from acai.tracking.mlflow_run import open_store
 
     client = open_store(tracking_uri)
     run = get_run(client, run_id)
     cfg = run_config(client, run_id)
+    if model_uri is None:
+        require_finished(run)
     groups = [o for o in overrides if o.startswith("dataset=")]
     if groups:  # another dataset from conf/dataset/, as `python src/train.py dataset=...` would pick it
         name = groups[-1].split("=", 1)[1]

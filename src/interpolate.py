@@ -136,9 +136,9 @@ def _model_source(target: str, client: MlflowClient) -> tuple[str, str | None]:
             get_run(client, match.group(1))
             return target, match.group(1)
         return target, None
-    from acai.tracking.loading import get_run
+    from acai.tracking.loading import get_run, require_finished
 
-    get_run(client, target)
+    require_finished(get_run(client, target))
     return f"runs:/{target}/model", target
 
 

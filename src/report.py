@@ -26,6 +26,7 @@ import argparse
 import math
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from acai.errors import AcaiError, ConfigError, TrackingError
+from acai.locks import run_state
 from acai.tracking.mlflow_run import open_store as open_existing_store
 
 LAST = 20  # the paper: "the median value of the last 20 evaluations"
@@ -160,7 +162,7 @@ def load_runs(client: MlflowClient, experiment_id: str, filter_string: str | Non
     reports = [r for r in runs if r.data.tags.get(REPORT_TAG) == "true"]
     training = [r for r in runs if r.data.tags.get(REPORT_TAG) != "true"]
     usable = [r for r in training if all(p in r.data.params for p in GROUP_PARAMS.values())]
-    notes = []
+    notes = [note] if (note := unfinished_note(client, experiment_id, sweep)) else []
     if reports:
         notes.append(f"left out {len(reports)} report run(s)")
     if len(usable) < len(training):
@@ -168,6 +170,22 @@ def load_runs(client: MlflowClient, experiment_id: str, filter_string: str | Non
         notes.append(f"left out {len(training) - len(usable)} run(s) without the params "
                      f"{', '.join(GROUP_PARAMS.values())} (not made by src/train.py): {names}")
     return usable, notes
+
+
+def unfinished_note(client: MlflowClient, experiment_id: str, sweep: str | None) -> str | None:
+    """What the tables leave out for not having finished, telling a run in progress from one whose
+    process is gone (killed, out of memory: MLflow still says RUNNING; its lock says nobody holds it)."""
+    query = "attributes.status != 'FINISHED'" + (f" and tags.sweep = '{sweep}'" if sweep else "")
+    try:
+        runs = [r for r in client.search_runs([experiment_id], query, ViewType.ACTIVE_ONLY, max_results=1000)
+                if r.data.tags.get(REPORT_TAG) != "true"]
+    except MlflowException:
+        return None
+    if not runs:
+        return None
+    states = Counter(run_state(r) for r in runs)
+    return (f"left out {len(runs)} unfinished run(s): " + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+            + "; rerun a run's command, or `python src/train.py resume=<id>`, to finish it")
 
 
 def median_of_last(history: Iterable[Metric], n: int = LAST) -> float:

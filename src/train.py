@@ -9,7 +9,7 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from acai.config import register  # noqa: E402
-from acai.errors import AcaiError  # noqa: E402
+from acai.errors import AcaiError, Interrupted  # noqa: E402
 
 register()
 
@@ -34,6 +34,9 @@ def main(cfg: DictConfig) -> float | None:
         run_id = train(cfg)
         print(f"MLflow run {run_id}")
         return run_metric(run_id, cfg.tracking.objective) if cfg.tracking.objective else None
+    except Interrupted as e:  # Ctrl-C / SIGTERM: one line on how to resume, exit status 128 + signal
+        print(str(e), file=sys.stderr)
+        sys.exit(e.exit_code)
     except AcaiError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -23,3 +23,15 @@ class TrackingError(AcaiError):
 
 class TrainingError(AcaiError):
     """Training stopped on a numerical fault (NaN/Inf in a loss)."""
+
+
+class Interrupted(AcaiError):
+    """SIGINT or SIGTERM stopped training after a whole step; the exit status is 128 + the signal."""
+
+    def __init__(self, message: str, signum: int, step: int):
+        import signal
+
+        self.signum, self.step = signum, step
+        self.signal_name = signal.Signals(signum).name
+        self.exit_code = 128 + signum
+        super().__init__(message)

@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import keras
 import mlflow
@@ -76,9 +77,23 @@ def download(client: MlflowClient, run_id: str, path: str, into: str) -> str:
         raise TrackingError(f"run {run_id}: cannot download {path} ({type(e).__name__}: {e})") from None
 
 
+def require_finished(run) -> None:
+    """The tools read what a run logs at its end (the model, the classifier): a run that has not
+    finished has none, and the user is told how to finish it rather than that something is missing."""
+    if run.info.status != "FINISHED":
+        from acai.locks import run_state
+
+        raise TrackingError(f"run {run.info.run_id} has not finished ({run_state(run)}); its model is logged when "
+                            f"training ends: finish it with `python src/train.py resume={run.info.run_id}`")
+
+
 def run_config(client: MlflowClient, run_id: str) -> DictConfig:
     """The resolved config the run logged as `config.yaml`."""
-    get_run(client, run_id)
+    run = get_run(client, run_id)
+    artifacts = run.info.artifact_uri or ""
+    if artifacts.startswith("file://") and not Path(unquote(urlparse(artifacts).path)).is_dir():
+        raise TrackingError(f"run {run_id}: its artifact folder {unquote(urlparse(artifacts).path)} does not exist "
+                            "(moved or deleted?); the store records artifact folders by absolute path")
     if not has_artifact(client, run_id, "config.yaml"):
         raise TrackingError(f"run {run_id} has no config.yaml artifact; was it made by src/train.py?")
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,6 +108,9 @@ def load_autoencoder(model_uri: str) -> keras.Model:
             model = mlflow.keras.load_model(model_uri)
     except Exception as e:  # noqa: BLE001
         raise TrackingError(f"model {model_uri!r} could not be loaded ({type(e).__name__}: {e})") from None
+    if not isinstance(model, keras.Model):  # e.g. logged with save_exported_model=True: a bare SavedModel
+        raise TrackingError(f"model {model_uri!r} is a {type(model).__name__}, not a Keras model (logged with "
+                            "save_exported_model=True?); the tools need the .keras format that src/train.py logs")
     names = {layer.name for layer in model.layers}
     if not {"encode", "decode"} <= names:
         raise TrackingError(f"model {model_uri!r} is not an acai autoencoder (no encode/decode layers)")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from acai.config import TrackingConfig
 from acai.errors import ConfigError, TrackingError
+from acai.locks import store_lock
 
 LOCAL_SCHEMES = ("sqlite:///",)
 
@@ -53,13 +57,60 @@ def check_server(uri: str, setting: str, timeout: float = 10.0) -> None:
                             "(`mlflow server`) or use a local store, e.g. sqlite:///mlflow.db") from None
 
 
+def repair_interrupted_migration(db: Path) -> None:
+    """An SQLite store whose schema migration was cut off keeps alembic's `_alembic_tmp_<table>` copies,
+    and every later migration fails on them ("table _alembic_tmp_experiments already exists"). A copy
+    whose original table is still there is a leftover: drop it. A copy without its original holds the
+    only data of that table: report the exact fix, never guess."""
+    if not db.is_file() or db.stat().st_size == 0:
+        return
+    try:
+        con = sqlite3.connect(db)
+    except sqlite3.Error:
+        return  # not ours to judge: MLflow reports an unreadable store itself
+    try:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for tmp in sorted(t for t in tables if t.startswith("_alembic_tmp_")):
+            original = tmp.removeprefix("_alembic_tmp_")
+            if original not in tables:
+                raise TrackingError(
+                    f"the MLflow store {db} was left half-migrated: table {original} exists only as {tmp}. Fix: "
+                    f"sqlite3 {db} 'ALTER TABLE {tmp} RENAME TO {original}', then rerun")
+            con.execute(f'DROP TABLE "{tmp}"')
+            print(f"Repaired the MLflow store {db}: dropped {tmp}, left by an interrupted schema migration")
+        con.commit()
+    except sqlite3.Error as e:
+        raise TrackingError(f"the MLflow store {db} cannot be checked ({e})") from None
+    finally:
+        con.close()
+
+
+@contextmanager
+def first_use(db: Path | None) -> Iterator[None]:
+    """Creating or migrating an SQLite store is not safe from two processes at once (`duplicate column
+    name`, a half-migrated store): processes that open one store take turns, through `<db>.lock`."""
+    if db is None or str(db) == ":memory:":
+        yield
+        return
+    with store_lock(db.with_name(db.name + ".lock")):
+        repair_interrupted_migration(db)
+        yield
+
+
 def open_experiment(cfg: TrackingConfig) -> str:
     """Point MLflow at the store and return the experiment id, creating it with its artifact root."""
+    if not cfg.experiment or not cfg.experiment.strip():
+        raise ConfigError("tracking.experiment", cfg.experiment, "must be a non-empty experiment name")
     uri = resolve_uri(cfg.uri)
     db = _local_path(uri)
     if db is not None and not (db.parent.is_dir() and os.access(db.parent, os.W_OK)):
         raise TrackingError(f"tracking.uri={cfg.uri!r}: the folder {db.parent} does not exist or is not writable")
     check_server(uri, "tracking.uri")
+    with first_use(db):
+        return _open_experiment(cfg, uri)
+
+
+def _open_experiment(cfg: TrackingConfig, uri: str) -> str:
     try:
         mlflow.set_tracking_uri(uri)
         client = MlflowClient(uri)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import keras
 import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 
-from acai.errors import TrainingError
+from acai.errors import Interrupted, TrainingError
 from acai.evaluation.evaluator import Evaluator
 from acai.evaluation.interpolation import mix_weights
 from acai.networks.inference import predict
@@ -37,13 +41,16 @@ class SampleClock(keras.callbacks.Callback):
 class TrainMetrics(SampleClock):
     """Logs the running training losses every `log_every` steps, and stops on NaN/Inf with the loss named."""
 
-    def __init__(self, batch_size: int, steps_per_epoch: int, log_every: int, skip_until: int = 0):
+    def __init__(self, batch_size: int, steps_per_epoch: int, log_every: int, skip_until: int = 0,
+                 clock: dict[str, float] | None = None):
         super().__init__(batch_size, steps_per_epoch)
         self.log_every = log_every
         self.skip_until = skip_until  # a resumed run already logged these samples
-        self.train_seconds = 0.0  # time inside training batches, evaluations excluded
-        self.first_step_seconds = 0.0  # includes tracing and XLA compilation
-        self.timed_steps = 0
+        clock = clock or {}  # a resumed run's totals so far, from its checkpoint
+        self.train_seconds = clock.get("train_seconds", 0.0)  # time inside training batches, evaluations excluded
+        self.first_step_seconds = clock.get("first_step_seconds", 0.0)  # includes tracing and XLA compilation
+        self.timed_steps = int(clock.get("timed_steps", 0))
+        self._first = True
         self._mark = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -59,8 +66,9 @@ class TrainMetrics(SampleClock):
         logs = logs or {}
         now = time.perf_counter()
         self.train_seconds += now - self._mark
-        if self.timed_steps == 0 and self.first_step_seconds == 0.0:
-            self.first_step_seconds = now - self._mark
+        if self._first:  # this process's first step traces (and compiles): kept apart from the throughput
+            self.first_step_seconds += now - self._mark
+            self._first = False
         else:
             self.timed_steps += 1
         self._mark = now
@@ -96,12 +104,14 @@ class Evaluate(SampleClock):
         if samples <= self.logged_until:  # a resumed run redid an epoch it had already evaluated
             return self.last
         metrics = ev.evaluate(model.encode_model, model.decode_model, model.classifier, cluster=cluster)
+        # The images first, the metrics last in one batch: an evaluation counts as done (a resumed run
+        # skips it) only once its metrics are logged, so a kill or a failed write in between redoes all of it.
+        self.log_images(model, samples)
         for key, value in metrics.items():
             self.history.setdefault(key, []).append(value)
         n = ev.cfg.median_of_last
         summary = {f"median{n}/{k}": float(np.median(v[-n:])) for k, v in self.history.items()}
         mlflow.log_metrics({f"eval/{k}": v for k, v in metrics.items()} | summary, step=samples)
-        self.log_images(model, samples)
         self.last = metrics
         return metrics
 
@@ -120,3 +130,33 @@ class Evaluate(SampleClock):
             fig = critic_path(mix_weights(cfg.grid_steps), judged.reshape(frames.shape[:2]))
             mlflow.log_figure(fig, f"critic/critic_path_{samples:010d}.png")
             plt.close(fig)
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """SIGINT (Ctrl-C) and SIGTERM stop training after the step in progress, before any half-done
+    evaluation or checkpoint; a second signal of the same kind stops at once (the default action)."""
+
+    def __init__(self):
+        super().__init__()
+        self.signum: int | None = None
+
+    def _handle(self, signum, frame) -> None:
+        self.signum = signum
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            yield
+            return
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.signum is not None:
+            step = int(self.model.optimizer.iterations.numpy())
+            raise Interrupted(f"stopped by signal {self.signum} at step {step}", self.signum, step)

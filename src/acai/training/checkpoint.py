@@ -8,6 +8,8 @@ shuffle that resume skips forward through.
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -15,20 +17,38 @@ import tensorflow as tf
 
 from acai.errors import TrainingError
 
+CLOCK = ("wall_seconds", "train_seconds", "first_step_seconds", "timed_steps")
+
 
 class TrainingState:
-    """Checkpoints of one run's training, in its own folder."""
+    """Checkpoints of one run's training, in its own folder, with the time spent so far."""
 
     def __init__(self, model, directory: Path, keep: int = 2):
         model.build_optimizers()
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_evaluations")
+        # time/* accumulate over every process that trained the run: totals as of each checkpoint
+        self.timing = {k: tf.Variable(0.0, dtype=tf.float64, trainable=False, name=k) for k in CLOCK}
         items = {"model": model, "ae_optimizer": model.optimizer, "classifier_optimizer": model.classifier_optimizer,
-                 "seed": model.seed_generator.state.value, "epoch": self.epoch}
+                 "seed": model.seed_generator.state.value, "epoch": self.epoch,
+                 **{f"time_{k}": v for k, v in self.timing.items()}}
         if model.adversary_optimizer is not None:
             items["adversary_optimizer"] = model.adversary_optimizer
         self.checkpoint = tf.train.Checkpoint(**items)
         self.directory = Path(directory)
+        self.remove_leftovers()
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.directory), max_to_keep=keep)
+
+    def remove_leftovers(self) -> None:
+        """Half-written saves (`ckpt-N_temp/`) of a process killed while saving: never read, only in the way.
+        Only the lock holder calls this, so no save of another process is in flight."""
+        if self.directory.is_dir():
+            for leftover in self.directory.glob("*_temp*"):
+                if leftover.is_dir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+
+    def clock(self) -> dict[str, float]:
+        """The time totals restored with the checkpoint (zeros for a new run)."""
+        return {k: float(v.numpy()) for k, v in self.timing.items()}
 
     @property
     def latest(self) -> str | None:
@@ -49,19 +69,22 @@ class TrainingState:
             ) from None
         return int(self.epoch.numpy())
 
-    def save(self, epochs_done: int) -> str:
+    def save(self, epochs_done: int, timing: dict[str, float] | None = None) -> str:
         self.epoch.assign(epochs_done)
+        for key, value in (timing or {}).items():
+            self.timing[key.removeprefix("time/")].assign(value)
         return self.manager.save(checkpoint_number=epochs_done)
 
 
 class Checkpointing(keras.callbacks.Callback):
-    """Saves the training state every `every` epochs (evaluations) and at the end."""
+    """Saves the training state every `every` epochs (evaluations) and at the end, with the time totals."""
 
-    def __init__(self, state: TrainingState, every: int):
+    def __init__(self, state: TrainingState, every: int, timing: Callable[[], dict[str, float]] | None = None):
         super().__init__()
-        self.state, self.every = state, max(1, every)
+        self.state, self.every, self.timing = state, max(1, every), timing
 
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
         if done % self.every == 0 or done == self.params.get("epochs"):
-            self.state.save(done)
+            timing = self.timing() if self.timing else {}
+            self.state.save(done, {k: v for k, v in timing.items() if k.removeprefix("time/") in CLOCK})

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import shutil
 import time
-from pathlib import Path
 
 import keras
 import matplotlib.pyplot as plt
@@ -16,8 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from acai.config import EvaluationConfig, TrackingConfig, TrainerConfig, build, section
 from acai.data.base import Dataset
-from acai.errors import ConfigError
+from acai.errors import ConfigError, Interrupted, TrainingError
 from acai.evaluation.evaluator import Evaluator
+from acai.locks import lock_path, run_lock
 from acai.networks.base import Architecture
 from acai.networks.inference import predict
 from acai.regularizers.base import Regularizer
@@ -25,7 +26,7 @@ from acai.tracking.loading import get_run, run_config
 from acai.tracking.mlflow_run import log_classifier, log_config, log_keras_model, open_experiment, run_name
 from acai.tracking.plots import latent_scatter
 from acai.training.autoencoder import Autoencoder
-from acai.training.callbacks import Evaluate, TrainMetrics
+from acai.training.callbacks import Evaluate, StopOnSignal, TrainMetrics
 from acai.training.checkpoint import Checkpointing, TrainingState
 
 
@@ -61,6 +62,8 @@ def prepare(cfg: DictConfig):
     dataset = build(cfg.dataset, "dataset", Dataset)
     arch = build(cfg.model, "model", Architecture)
     regularizer = build(cfg.regularizer, "regularizer", Regularizer)
+    if not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise ConfigError("seed", cfg.seed, "must be an integer >= 0")
     arch.latent_shape((0, 0, 1))  # a latent size that does not fit fails here, before any data is loaded
     return trainer, evaluation, tracking, dataset, arch, regularizer
 
@@ -97,16 +100,25 @@ def logged_until(run_id: str | None, metric: str) -> int:
 
 
 def train(cfg: DictConfig) -> str:
-    """Train one configuration and return its MLflow run id; rerunning a killed command resumes it."""
+    """Train one configuration and return its MLflow run id; rerunning a killed command resumes it.
+
+    One process at a time per configuration: the lock on `<checkpoint_dir>/<config key>.lock` is taken
+    before looking for a run to resume, so a live run is never taken for a killed one."""
     if cfg.resume:
         cfg = resume_config(cfg)
     trainer, evaluation, tracking, dataset, arch, regularizer = prepare(cfg)
     keras.utils.set_random_seed(cfg.seed)
     experiment_id = open_experiment(tracking)
     key = config_key(cfg)
-    if tracking.skip_finished and not cfg.resume and (done := find_run(experiment_id, key, finished=True)):
-        print(f"Skipping: MLflow run {done} already finished this configuration (tracking.skip_finished=true)")
-        return done
+    with run_lock(lock_path(trainer.checkpoint_dir, key)) as lock:
+        if tracking.skip_finished and not cfg.resume and (done := find_run(experiment_id, key, finished=True)):
+            print(f"Skipping: MLflow run {done} already finished this configuration (tracking.skip_finished=true)")
+            return done
+        return train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer, experiment_id, key, lock)
+
+
+def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer, experiment_id, key, lock) -> str:
+    """The run itself, with this configuration's lock held."""
     resume_id = cfg.resume or find_run(experiment_id, key, finished=False)
     native = dataset.test_set()[0].shape[1]
     image_size = arch.image_size(native)
@@ -114,7 +126,7 @@ def train(cfg: DictConfig) -> str:
     model = Autoencoder(arch, regularizer, evaluator.x_test.shape[1:], dataset.num_classes,
                         lr=trainer.lr, epsilon=trainer.adam_epsilon, seed=cfg.seed, precision=trainer.precision)
     model.compile(jit_compile=trainer.use_xla(arch.xla_on_cpu))
-    directory = Path(trainer.checkpoint_dir).expanduser().resolve() / key
+    directory = lock.path.parent / key
     if resume_id is None:  # a finished run's checkpoints: start afresh (before the manager reads them)
         shutil.rmtree(directory, ignore_errors=True)
     state = TrainingState(model, directory)
@@ -122,29 +134,56 @@ def train(cfg: DictConfig) -> str:
     batches = dataset.train_batches(trainer.batch_size, cfg.seed, image_size,
                                     start_step=first_epoch * trainer.steps_per_eval)
 
-    tags = {"regularizer": regularizer.name, "dataset": dataset.name, "model": arch.name, "acai.config_key": key}
+    tags = {"regularizer": regularizer.name, "dataset": dataset.name, "model": arch.name, "acai.config_key": key,
+            "acai.lock": str(lock.path)}
     if tracking.sweep:
         tags["sweep"] = tracking.sweep
     name = tracking.run_name or run_name(cfg)
     with mlflow.start_run(run_id=resume_id, experiment_id=experiment_id, run_name=name, tags=tags) as run:
+        lock.describe(run_id=run.info.run_id)
         if resume_id is None:
             log_config(cfg)
         else:
+            mlflow.set_tags({"acai.lock": str(lock.path)})
             print(f"Resuming MLflow run {resume_id} after {first_epoch} of {trainer.evaluations} evaluations")
+        clock = state.clock()
         metrics_cb = TrainMetrics(trainer.batch_size, trainer.steps_per_eval, trainer.log_every,
-                                  skip_until=logged_until(resume_id, "train/loss"))
+                                  skip_until=logged_until(resume_id, "train/loss"), clock=clock)
         evaluate_cb = Evaluate(evaluator, trainer.batch_size, trainer.steps_per_eval,
                                history=eval_history(resume_id))
         every = max(1, round(trainer.checkpoint_every / (trainer.steps_per_eval * trainer.batch_size)))
         start = time.perf_counter()
-        model.fit(batches, epochs=trainer.evaluations, initial_epoch=first_epoch,
-                  steps_per_epoch=trainer.steps_per_eval, verbose=trainer.verbose,
-                  callbacks=[metrics_cb, evaluate_cb, Checkpointing(state, every)])
-        timing = {"time/wall_seconds": time.perf_counter() - start, "time/train_seconds": metrics_cb.train_seconds,
-                  "time/first_step_seconds": metrics_cb.first_step_seconds,
-                  "time/images_per_second": metrics_cb.images_per_second,
-                  "samples": trainer.total_steps * trainer.batch_size}
-        mlflow.log_metrics(timing | {f"final/{k}": v for k, v in evaluate_cb.last.items()})
+
+        def timing() -> dict[str, float]:
+            """Totals over every process that trained this run (restored from the checkpoint)."""
+            return {"time/wall_seconds": clock["wall_seconds"] + time.perf_counter() - start,
+                    "time/train_seconds": metrics_cb.train_seconds,
+                    "time/first_step_seconds": metrics_cb.first_step_seconds,
+                    "time/images_per_second": metrics_cb.images_per_second,
+                    "time/timed_steps": metrics_cb.timed_steps}
+
+        stop = StopOnSignal()
+        try:
+            with stop.installed():
+                model.fit(batches, epochs=trainer.evaluations, initial_epoch=first_epoch,
+                          steps_per_epoch=trainer.steps_per_eval, verbose=trainer.verbose,
+                          callbacks=[metrics_cb, evaluate_cb, Checkpointing(state, every, timing), stop])
+        except Interrupted as e:
+            mlflow.end_run("KILLED")
+            done = int(state.epoch.numpy())
+            raise Interrupted(
+                f"stopped by {e.signal_name} at step {e.step}: MLflow run {run.info.run_id} marked KILLED; its last "
+                f"checkpoint ({done} of {trainer.evaluations} evaluations) is kept: rerun the same command to resume",
+                e.signum, e.step) from None
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            raise TrainingError(f"no space left on the device ({e.filename or e.strerror}); the last checkpoint "
+                                "and everything logged so far are kept: free space and rerun to resume") from None
+        timing_now = timing()
+        totals = {k: v for k, v in timing_now.items() if k != "time/timed_steps"}
+        mlflow.log_metrics(totals | {"samples": trainer.total_steps * trainer.batch_size}
+                           | {f"final/{k}": v for k, v in evaluate_cb.last.items()})
         latents = predict(model.encode_model, evaluator.x_test)
         fig = latent_scatter(latents, evaluator.y_test, f"{run.info.run_name}: test latents (PCA)")
         mlflow.log_figure(fig, "latent_space.png")
@@ -152,4 +191,5 @@ def train(cfg: DictConfig) -> str:
         if tracking.log_model:
             log_keras_model(model.export())
             log_classifier(model.classifier)
+        state.remove_leftovers()
         return run.info.run_id
