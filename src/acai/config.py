@@ -55,6 +55,19 @@ class TrainerConfig:
                               "must be float32 or mixed_bfloat16 (float16 would need loss scaling)")
         if self.batch_size < 2:
             raise ConfigError("trainer.batch_size", self.batch_size, "must be >= 2: interpolation pairs need two")
+        if self.eval_every > self.total_samples:
+            raise ConfigError("trainer.eval_every", self.eval_every,
+                              f"must be <= trainer.total_samples={self.total_samples} (training runs in whole "
+                              "evaluation intervals: it would train a whole interval)")
+
+    def budget_note(self) -> str | None:
+        """A line when rounding to whole steps and evaluation intervals changes the budget asked for."""
+        samples = self.total_steps * self.batch_size
+        if samples == self.total_samples and self.steps_per_eval * self.batch_size == self.eval_every:
+            return None
+        return (f"Training {samples} samples ({self.evaluations} evaluations every {self.steps_per_eval} steps of "
+                f"{self.batch_size}): trainer.total_samples={self.total_samples} and trainer.eval_every="
+                f"{self.eval_every} rounded to whole steps and evaluation intervals")
 
     def use_xla(self, xla_on_cpu: bool = False) -> bool:
         """XLA where it helps: always on a GPU; on a CPU only for models that measured faster with it

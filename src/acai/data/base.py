@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from acai.errors import DatasetError
+from acai.errors import ConfigError, DatasetError
 
 
 @dataclass
@@ -25,6 +25,11 @@ class Dataset:
     latent_dim: int = 32
     interpolation_benchmark: bool = False  # True where decoded interpolations can be scored (lines)
     test_limit: int | None = None  # evaluate on the first N test examples only (null: all)
+
+    def __post_init__(self) -> None:
+        if self.test_limit is not None and (isinstance(self.test_limit, bool) or self.test_limit < 2):
+            raise ConfigError("dataset.test_limit", self.test_limit,
+                              "must be null (the whole test set) or >= 2: an evaluation interpolates pairs")
 
     def limit(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return (x, y) if self.test_limit is None else (x[: self.test_limit], y[: self.test_limit])
@@ -57,7 +62,22 @@ def ensure_nhwc(images: np.ndarray, source: str) -> np.ndarray:
         raise DatasetError(
             f"{source}: images have shape {images.shape}; expected N x H x W (grayscale) or N x H x W x 1|3"
         )
+    if min(images.shape[1:3]) < 1:
+        raise DatasetError(f"{source}: images are {images.shape[1]}x{images.shape[2]} pixels; they must not be empty")
     return images
+
+
+def integer_labels(labels: np.ndarray, source: str) -> np.ndarray:
+    """Class indices as int64; fractional or NaN labels are refused, not truncated."""
+    labels = np.asarray(labels).reshape(-1)
+    if labels.dtype.kind == "f":
+        bad = ~np.isfinite(labels) | (labels != np.round(labels))
+        if bad.any():
+            raise DatasetError(f"{source}: labels must be whole class numbers; found {labels[bad][0]!r} "
+                               f"(at index {int(np.flatnonzero(bad)[0])})")
+    elif labels.dtype.kind not in "iub":
+        raise DatasetError(f"{source}: labels have dtype {labels.dtype}; expected integer class numbers")
+    return labels.astype(np.int64)
 
 
 def pad_to(images: np.ndarray | tf.Tensor, size: int | None):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from acai.data.base import Dataset, ensure_nhwc, pad_to, to_unit_range
+from acai.data.base import Dataset, ensure_nhwc, integer_labels, pad_to, to_unit_range
 from acai.errors import DatasetError
 
 IDX_FILES = {
@@ -94,7 +94,7 @@ class ImageDataset(Dataset):
         out = {}
         for split in ("train", "test"):
             x = ensure_nhwc(np.asarray(raw[f"x_{split}"]), source)
-            y = np.asarray(raw[f"y_{split}"]).reshape(-1).astype(np.int64)
+            y = integer_labels(raw[f"y_{split}"], f"{source}: y_{split}")
             if x.dtype != np.uint8:
                 raise DatasetError(f"{source}: x_{split} has dtype {x.dtype}; expected uint8 pixels 0..255")
             if len(x) != len(y):

@@ -9,6 +9,7 @@ import numpy as np
 
 from acai.config import EvaluationConfig
 from acai.data.base import Dataset, pad_to
+from acai.errors import DatasetError
 from acai.evaluation.clustering import cluster_accuracy, probe_accuracy
 from acai.evaluation.interpolation import lerp
 from acai.evaluation.lines_metrics import score_interpolations
@@ -29,6 +30,9 @@ class Evaluator:
 
     def __post_init__(self) -> None:
         x, self.y_test = self.dataset.test_set()
+        if len(x) < 2:
+            raise DatasetError(f"dataset={self.dataset.name} has {len(x)} test image(s); an evaluation needs at "
+                               "least 2 (it interpolates between pairs)")
         self.x_test = pad_to(x, self.image_size)
 
     @property

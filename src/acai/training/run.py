@@ -11,6 +11,7 @@ import time
 import keras
 import matplotlib.pyplot as plt
 import mlflow
+import tensorflow as tf
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
@@ -28,6 +29,7 @@ from acai.tracking.plots import latent_scatter
 from acai.training.autoencoder import Autoencoder
 from acai.training.callbacks import Evaluate, StopOnSignal, TrainMetrics
 from acai.training.checkpoint import Checkpointing, TrainingState
+from acai.training.memory import check_fits
 
 
 def resume_config(cfg: DictConfig) -> DictConfig:
@@ -62,8 +64,8 @@ def prepare(cfg: DictConfig):
     dataset = build(cfg.dataset, "dataset", Dataset)
     arch = build(cfg.model, "model", Architecture)
     regularizer = build(cfg.regularizer, "regularizer", Regularizer)
-    if not isinstance(cfg.seed, int) or cfg.seed < 0:
-        raise ConfigError("seed", cfg.seed, "must be an integer >= 0")
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or not 0 <= cfg.seed < 2**32:
+        raise ConfigError("seed", cfg.seed, "must be an integer in 0 .. 2^32 - 1")
     arch.latent_shape((0, 0, 1))  # a latent size that does not fit fails here, before any data is loaded
     return trainer, evaluation, tracking, dataset, arch, regularizer
 
@@ -99,6 +101,11 @@ def logged_until(run_id: str | None, metric: str) -> int:
     return max((m.step for m in history), default=0)
 
 
+def disk_full(error: BaseException) -> bool:
+    """ENOSPC from Python, or from TensorFlow's own file writes (which raise OpErrors, not OSErrors)."""
+    return getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in str(error)
+
+
 def train(cfg: DictConfig) -> str:
     """Train one configuration and return its MLflow run id; rerunning a killed command resumes it.
 
@@ -107,6 +114,8 @@ def train(cfg: DictConfig) -> str:
     if cfg.resume:
         cfg = resume_config(cfg)
     trainer, evaluation, tracking, dataset, arch, regularizer = prepare(cfg)
+    if note := trainer.budget_note():
+        print(note)
     keras.utils.set_random_seed(cfg.seed)
     experiment_id = open_experiment(tracking)
     key = config_key(cfg)
@@ -125,6 +134,7 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
     evaluator = Evaluator(dataset, evaluation, image_size, seed=cfg.seed)
     model = Autoencoder(arch, regularizer, evaluator.x_test.shape[1:], dataset.num_classes,
                         lr=trainer.lr, epsilon=trainer.adam_epsilon, seed=cfg.seed, precision=trainer.precision)
+    check_fits(model, trainer.batch_size)
     model.compile(jit_compile=trainer.use_xla(arch.xla_on_cpu))
     directory = lock.path.parent / key
     if resume_id is None:  # a finished run's checkpoints: start afresh (before the manager reads them)
@@ -175,11 +185,13 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
                 f"stopped by {e.signal_name} at step {e.step}: MLflow run {run.info.run_id} marked KILLED; its last "
                 f"checkpoint ({done} of {trainer.evaluations} evaluations) is kept: rerun the same command to resume",
                 e.signum, e.step) from None
-        except OSError as e:
-            if e.errno != errno.ENOSPC:
+        except (OSError, tf.errors.OpError) as e:
+            if not disk_full(e):
                 raise
-            raise TrainingError(f"no space left on the device ({e.filename or e.strerror}); the last checkpoint "
-                                "and everything logged so far are kept: free space and rerun to resume") from None
+            raise TrainingError(
+                f"no space left on the device (checkpoints in {directory}, artifacts in "
+                f"{tracking.artifact_location}); the last complete checkpoint and everything logged so far are "
+                "kept: free space and rerun to resume") from None
         timing_now = timing()
         totals = {k: v for k, v in timing_now.items() if k != "time/timed_steps"}
         mlflow.log_metrics(totals | {"samples": trainer.total_steps * trainer.batch_size}
