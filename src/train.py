@@ -13,6 +13,10 @@ from acai.errors import AcaiError, Interrupted  # noqa: E402
 
 register()
 
+# What may accompany `resume=<id>`: where the store is and how talkative to be. Anything else would be
+# silently ignored (the run continues with the config it logged), so it is refused instead.
+WITH_RESUME = ("resume", "trainer.verbose", "tracking.uri", "tracking.artifact_location")
+
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
@@ -31,6 +35,12 @@ def main(cfg: DictConfig) -> float | None:
         if "optuna" in str(hydra_cfg.sweeper.get("_target_", "")).lower() and not cfg.tracking.objective:
             raise ConfigError("tracking.objective", None, "an Optuna sweep needs the logged metric to optimise, "
                               "e.g. tracking.objective=median20/mean_distance")
+        if cfg.resume:
+            ignored = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0].lstrip("+~") not in WITH_RESUME]
+            if ignored:
+                raise ConfigError("resume", cfg.resume, f"continues that run with the config it logged, so "
+                                  f"{ignored[0]} would be ignored: drop it (allowed with resume: "
+                                  f"{', '.join(WITH_RESUME[1:])})")
         run_id = train(cfg)
         print(f"MLflow run {run_id}")
         return run_metric(run_id, cfg.tracking.objective) if cfg.tracking.objective else None

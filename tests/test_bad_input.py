@@ -77,6 +77,21 @@ TRAIN_ROWS = [
     ("unwritable tracking store", lambda t: [f"tracking.uri=sqlite:///{(t / 'f').write_text('x') and t / 'f'}/m.db"],
      r"tracking.uri=.*not writable"),
     ("resume of an unknown run", ["resume=0123456789abcdef"], r"no such MLflow run"),
+    ("test limit of zero", ["dataset.test_limit=0"], r"dataset.test_limit=0 .*>= 2"),
+    ("negative test limit", ["dataset.test_limit=-5"], r"dataset.test_limit=-5 .*>= 2"),
+    ("one test image", lambda t: npz(t, x_test=np.zeros((1, 28, 28), np.uint8), y_test=np.zeros(1, np.uint8)),
+     r"has 1 test image\(s\); an evaluation needs at least 2"),
+    ("images of 0x0 pixels", lambda t: npz(t, x_train=np.zeros((256, 0, 0), np.uint8),
+                                           x_test=np.zeros((128, 0, 0), np.uint8)), r"0x0 pixels"),
+    ("fractional labels", lambda t: npz(t, y_test=np.full(128, 3.7)), r"whole class numbers; found 3.7"),
+    ("NaN labels", lambda t: npz(t, y_train=np.r_[np.zeros(255), np.nan]), r"found nan \(at index 255\)"),
+    ("evaluation interval longer than training", ["trainer.total_samples=64", "trainer.eval_every=100000"],
+     r"trainer.eval_every=100000 .*<= trainer.total_samples=64"),
+    ("empty experiment name", ["tracking.experiment="], r"tracking.experiment='' .*non-empty"),
+    ("negative seed", ["seed=-1"], r"seed=-1 .*0 \.\. 2\^32"),
+    ("batch too large for memory", ["trainer.batch_size=1000000"], r"trainer.batch_size=1000000 .*GiB .*fits"),
+    ("checkpoint folder is a file", lambda t: [f"trainer.checkpoint_dir={(t / 'f').write_text('x') and t / 'f'}"],
+     r"trainer.checkpoint_dir=.*must be a folder"),
 ]
 
 
@@ -121,3 +136,70 @@ def test_unknown_run_id_in_evaluate_row(compose_cfg, capsys):
     assert evaluate.main(["ffffffffffffffff", "--tracking-uri", uri]) == 2
     errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "no such MLflow run" in errors[0]
+
+
+def test_resume_with_another_setting_is_refused_not_dropped(tmp_path):
+    """`resume=<id> trainer.batch_size=16` used to continue with the logged batch size, silently."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, str(ROOT / "src" / "train.py"), "resume=0123456789abcdef",
+                           "trainer.batch_size=16", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    errors = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
+    assert done.returncode == 2 and len(errors) == 1, done.stderr[-2000:]
+    assert "resume='0123456789abcdef' is not valid" in errors[0]
+    assert "trainer.batch_size=16 would be ignored" in errors[0]
+
+
+def test_a_full_disk_is_one_line_and_the_run_is_not_left_running(compose_cfg, tmp_path):
+    import subprocess
+
+    full = tmp_path / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(full)], capture_output=True).returncode:
+        pytest.skip("needs root to mount a small tmpfs as a full disk")
+    try:
+        cfg = compose_cfg("experiment=smoke", "model=mlp", f"trainer.checkpoint_dir={full}")
+        with pytest.raises(AcaiError, match=r"no space left on the device .*free space and rerun to resume") as info:
+            train(cfg)
+    finally:
+        subprocess.run(["umount", "-l", str(full)], check=False)
+    assert "\n" not in str(info.value)
+    client = MlflowClient(cfg.tracking.uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("acai").experiment_id])
+    assert run.info.status == "FAILED"
+
+
+def test_tools_on_a_run_that_has_not_finished_or_whose_artifacts_moved(compose_cfg, tmp_path, capsys):
+    import shutil
+
+    cfg = compose_cfg("experiment=smoke", "model=mlp", "tracking.log_model=false")
+    run_id = train(cfg)
+    uri = cfg.tracking.uri
+    client = MlflowClient(uri)
+    client.set_terminated(run_id, "KILLED")
+    assert evaluate.main([run_id, "--tracking-uri", uri]) == 2
+    err = capsys.readouterr().err
+    assert f"run {run_id} has not finished (killed)" in err and f"resume={run_id}" in err
+    shutil.move(tmp_path / "mlruns", tmp_path / "moved")
+    client.set_terminated(run_id, "FINISHED")
+    assert evaluate.main([run_id, "--tracking-uri", uri]) == 2
+    err = capsys.readouterr().err
+    assert f"run {run_id}: its artifact folder {tmp_path / 'mlruns'}" in err and "(moved or deleted?)" in err
+
+
+def test_interpolate_on_a_saved_model_export_says_what_it_is(tmp_path):
+    import keras
+    import mlflow
+
+    from acai.errors import TrackingError
+    from acai.tracking.loading import load_autoencoder
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = mlflow.create_experiment("e", artifact_location=(tmp_path / "mlruns").as_uri())
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    signature = mlflow.models.infer_signature(np.zeros((1, 4), np.float32), np.zeros((1, 2), np.float32))
+    with mlflow.start_run(experiment_id=exp):
+        info = mlflow.keras.log_model(model, name="model", save_exported_model=True, signature=signature)
+    with pytest.raises(TrackingError, match=r"is a .*not a Keras model \(logged with save_exported_model=True\?\)"):
+        load_autoencoder(info.model_uri)

@@ -73,7 +73,7 @@ def integer_labels(labels: np.ndarray, source: str) -> np.ndarray:
     if labels.dtype.kind == "f":
         bad = ~np.isfinite(labels) | (labels != np.round(labels))
         if bad.any():
-            raise DatasetError(f"{source}: labels must be whole class numbers; found {labels[bad][0]!r} "
+            raise DatasetError(f"{source}: labels must be whole class numbers; found {labels[bad][0].item()!r} "
                                f"(at index {int(np.flatnonzero(bad)[0])})")
     elif labels.dtype.kind not in "iub":
         raise DatasetError(f"{source}: labels have dtype {labels.dtype}; expected integer class numbers")
