@@ -33,8 +33,8 @@ def test_default_is_acai_conv_on_lines_with_the_paper_settings(compose_cfg):
 
 
 def test_overrides_reach_the_objects(compose_cfg):
-    cfg = compose_cfg("model.latent_dim=16", "trainer.batch_size=32", "trainer.total_samples=1024", "seed=3",
-                      "tracking.experiment=other")
+    cfg = compose_cfg("model.latent_dim=16", "trainer.batch_size=32", "trainer.total_samples=1024",
+                      "trainer.eval_every=512", "seed=3", "tracking.experiment=other")
     trainer, _, tracking, _, arch, _ = prepare(cfg)
     assert (arch.latent_dim, trainer.batch_size, trainer.total_samples, cfg.seed) == (16, 32, 1024, 3)
     assert tracking.experiment == "other"

@@ -168,16 +168,16 @@ def test_markdown_cells_paper_rows_and_blanks(store, tmp_path):
     assert f"{mean:.2f}±{std:.2f}" in md
     smooth = report.table_markdown(MEASURE["smoothness"], rep.tables["smoothness"]).splitlines()
     assert smooth[2] == "| dataset | model | latent | Baseline | ACAI | n |"
-    assert smooth[5] == "| paper (approx.) | | | 0.44±0.04 | 0.10±0.01 | |"  # lines 64 is Table 1's setting
+    assert smooth[5] == "| paper (unverified) | | | 0.44±0.04 | 0.10±0.01 | |"  # lines 64 is Table 1's setting
     accuracy = report.table_markdown(MEASURE["latent_accuracy"], rep.tables["latent_accuracy"]).splitlines()
     lines_row = next(r for r in accuracy if r.startswith("| lines |"))
     assert lines_row.endswith("| Baseline:2 Dropout:1 ACAI:2 |")  # n per column when they differ
     mnist = accuracy.index(next(r for r in accuracy if r.startswith("| mnist | conv | 32 |")))
     assert accuracy[mnist].split(" | ")[3:5] == ["", ""]  # no Baseline or Dropout run on MNIST: blank cells
-    assert accuracy[mnist + 1] == "| paper (approx.) | | | 94.90±0.14 |  | 98.25±0.11 | |"
+    assert accuracy[mnist + 1] == "| paper (unverified) | | | 94.90±0.14 |  | 98.25±0.11 | |"
     assert not any(r.startswith("| paper") for r in accuracy[:mnist])  # no paper row for lines accuracy
     cluster = report.table_markdown(MEASURE["cluster_accuracy"], rep.tables["cluster_accuracy"])
-    assert "| paper (approx.) | | |  | ~94.38 |  | |" in cluster  # pixels column blank in the paper row
+    assert "| paper (unverified) | | |  | ~94.38 |  | |" in cluster  # pixels column blank in the paper row
     assert "| 50.00±0.00 |" in cluster  # the pixels reference on MNIST
 
 

@@ -90,10 +90,12 @@ def require_finished(run) -> None:
 def run_config(client: MlflowClient, run_id: str) -> DictConfig:
     """The resolved config the run logged as `config.yaml`."""
     run = get_run(client, run_id)
-    artifacts = run.info.artifact_uri or ""
-    if artifacts.startswith("file://") and not Path(unquote(urlparse(artifacts).path)).is_dir():
-        raise TrackingError(f"run {run_id}: its artifact folder {unquote(urlparse(artifacts).path)} does not exist "
-                            "(moved or deleted?); the store records artifact folders by absolute path")
+    uri = run.info.artifact_uri or ""
+    folder = Path(unquote(urlparse(uri).path))
+    # src/train.py logs the params and config.yaml together: params without the folder means it moved
+    if uri.startswith("file://") and run.data.params and not folder.is_dir():
+        raise TrackingError(f"run {run_id}: its artifact folder {folder} does not exist (moved or deleted?); "
+                            "the store records artifact folders by absolute path")
     if not has_artifact(client, run_id, "config.yaml"):
         raise TrackingError(f"run {run_id} has no config.yaml artifact; was it made by src/train.py?")
     with tempfile.TemporaryDirectory() as tmp:
