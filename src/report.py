@@ -479,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"per run, the median of its last N evaluations (default {LAST}, the paper's; a "
                              "short run with few evaluations may want fewer, so early ones do not count)")
     args = parser.parse_args(argv)
+    args.sweep = args.sweep.rstrip("/") or None if args.sweep else None  # as a shell completes a folder
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # an unreachable server fails in seconds
     try:
         report = build_report(args.tracking_uri, args.experiment, args.filter_string, args.sweep, args.out, args.log,

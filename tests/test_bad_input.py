@@ -56,6 +56,8 @@ TRAIN_ROWS = [
     ("latent size does not fit conv", ["model.latent_dim=50"], r"model.latent_dim=50 .*multiple of 4"),
     ("latent width not a power of two", ["model.latent_width=3"], r"model.latent_width=3 .*power of two"),
     ("mlp latent of zero", ["model=mlp", "model.latent_dim=0"], r"model.latent_dim=0 .*positive"),
+    ("misspelt key added with +", ["+model.latnt_dim=16"], r"model.latnt_dim=16 .*did you mean model.latent_dim\?"),
+    ("latent size lists every size", ["model.latent_dim=17"], r"4, 8, 16, 32, 64, 128, 256"),
     ("critic depth on the mlp", ["model=mlp", "regularizer.advdepth=32"], r"regularizer.advdepth=32 .*model.hidden"),
     ("negative k-means seed", ["evaluation.kmeans_seed=-1"], r"evaluation.kmeans_seed=-1 .*>= 0"),
     ("regularizer option misspelt", ["+regularizer.lamda=0.5"], r"regularizer.lamda"),

@@ -250,7 +250,7 @@ def test_report_runs_are_not_read_back(store, tmp_path, capsys):
 
 def test_sweep_and_filter_select_runs(store, tmp_path, capsys):
     uri, client, exp, logged = store
-    assert report.main(["--tracking-uri", uri, "--sweep", "mnist32", "--out", str(tmp_path / "o")]) == 0
+    assert report.main(["--tracking-uri", uri, "--sweep", "mnist32/", "--out", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
     assert "sweep `mnist32`" in out and "| mnist | conv | 32 |" in out and "| lines |" not in out
     assert client.search_runs([exp], "tags.`acai.report` = 'true'")[0].info.run_name == "report-acai-mnist32"

@@ -9,6 +9,7 @@ dataclass -- unknown keys and wrong types fail there, before any training starts
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -158,8 +159,17 @@ def _typed(node: DictConfig, cls: type[T], name: str) -> T:
         resolved = OmegaConf.create(OmegaConf.to_container(node, resolve=True))
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), resolved))
     except OmegaConfBaseException as e:
-        key = f"{name}.{e.full_key}" if getattr(e, "full_key", None) else name
-        raise ConfigError(key, getattr(e, "value", None), str(e).splitlines()[0]) from None
+        full = getattr(e, "full_key", None) or ""
+        key = f"{name}.{full}" if full else name
+        value = getattr(e, "value", None)
+        message = str(e).splitlines()[0]
+        if full and value is None:  # an unknown key: OmegaConf gives no value, the user did
+            value = OmegaConf.select(node, full, default=None)
+            known = [f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")]
+            close = difflib.get_close_matches(full.split(".")[-1], known, n=1)
+            message = (f"{name} has no key {full!r}"
+                       + (f"; did you mean {name}.{close[0]}?" if close else f"; its keys: {', '.join(known)}"))
+        raise ConfigError(key, value, message) from None
 
 
 def build(node: DictConfig, group: str, base: type[T]) -> T:

@@ -52,7 +52,7 @@ class ConvArchitecture(Architecture):
     def channels(self) -> int:
         cells = self.latent_width**2
         if self.latent_dim <= 0 or self.latent_dim % cells:
-            sizes = ", ".join(str(cells * c) for c in (1, 2, 4, 8, 16, 64))
+            sizes = ", ".join(str(cells * c) for c in (1, 2, 4, 8, 16, 32, 64))
             raise ConfigError(
                 "model.latent_dim", self.latent_dim,
                 f"the conv latent is a {self.latent_width}x{self.latent_width} grid (model.latent_width="
