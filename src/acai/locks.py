@@ -78,6 +78,10 @@ class RunLock:
             except BlockingIOError:
                 os.close(fd)
                 raise TrainingError(self.busy_message()) from None
+            except OSError as e:  # ENOLCK, EOPNOTSUPP: a filesystem without file locks
+                os.close(fd)
+                raise ConfigError("trainer.checkpoint_dir", str(self.path.parent),
+                                  f"must be on a filesystem with file locks ({e.strerror})") from None
             # Another process may have released and removed the file between our open and flock:
             # then we locked an orphan, and must lock the file that the path names now.
             try:
