@@ -33,6 +33,7 @@ def run(tmp_path_factory):
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=[f"tracking.uri=sqlite:///{store}/mlflow.db",
                                            f"tracking.artifact_location={store}/mlruns",
+                                           f"trainer.checkpoint_dir={store}/checkpoints",
                                            "model=mlp", "regularizer=none", "experiment=smoke"])
     run_id = train(cfg)
     return cfg.tracking.uri, run_id, load_autoencoder(f"runs:/{run_id}/model")
