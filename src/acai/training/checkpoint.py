@@ -69,22 +69,22 @@ class TrainingState:
             ) from None
         return int(self.epoch.numpy())
 
-    def save(self, epochs_done: int, timing: dict[str, float] | None = None) -> str:
+    def save(self, epochs_done: int, clock: dict[str, float] | None = None) -> str:
+        """Save after `epochs_done` evaluations, with the run's time totals (keys of CLOCK) as of now."""
         self.epoch.assign(epochs_done)
-        for key, value in (timing or {}).items():
-            self.timing[key.removeprefix("time/")].assign(value)
+        for key, value in (clock or {}).items():
+            self.timing[key].assign(value)
         return self.manager.save(checkpoint_number=epochs_done)
 
 
 class Checkpointing(keras.callbacks.Callback):
     """Saves the training state every `every` epochs (evaluations) and at the end, with the time totals."""
 
-    def __init__(self, state: TrainingState, every: int, timing: Callable[[], dict[str, float]] | None = None):
+    def __init__(self, state: TrainingState, every: int, clock: Callable[[], dict[str, float]] | None = None):
         super().__init__()
-        self.state, self.every, self.timing = state, max(1, every), timing
+        self.state, self.every, self.clock = state, max(1, every), clock
 
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
         if done % self.every == 0 or done == self.params.get("epochs"):
-            timing = self.timing() if self.timing else {}
-            self.state.save(done, {k: v for k, v in timing.items() if k.removeprefix("time/") in CLOCK})
+            self.state.save(done, self.clock() if self.clock else None)

@@ -164,20 +164,18 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
         every = max(1, round(trainer.checkpoint_every / (trainer.steps_per_eval * trainer.batch_size)))
         start = time.perf_counter()
 
-        def timing() -> dict[str, float]:
-            """Totals over every process that trained this run (restored from the checkpoint)."""
-            return {"time/wall_seconds": clock["wall_seconds"] + time.perf_counter() - start,
-                    "time/train_seconds": metrics_cb.train_seconds,
-                    "time/first_step_seconds": metrics_cb.first_step_seconds,
-                    "time/images_per_second": metrics_cb.images_per_second,
-                    "time/timed_steps": metrics_cb.timed_steps}
+        def clock_now() -> dict[str, float]:
+            """The time totals so far over every process that trained this run (saved with each checkpoint)."""
+            return {"wall_seconds": clock["wall_seconds"] + time.perf_counter() - start,
+                    "train_seconds": metrics_cb.train_seconds, "first_step_seconds": metrics_cb.first_step_seconds,
+                    "timed_steps": metrics_cb.timed_steps}
 
         stop = StopOnSignal()
         try:
             with stop.installed():
                 model.fit(batches, epochs=trainer.evaluations, initial_epoch=first_epoch,
                           steps_per_epoch=trainer.steps_per_eval, verbose=trainer.verbose,
-                          callbacks=[metrics_cb, evaluate_cb, Checkpointing(state, every, timing), stop])
+                          callbacks=[metrics_cb, evaluate_cb, Checkpointing(state, every, clock_now), stop])
         except Interrupted as e:
             mlflow.end_run("KILLED")
             done = int(state.epoch.numpy())
@@ -192,9 +190,10 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
                 f"no space left on the device (checkpoints in {directory}, artifacts in "
                 f"{tracking.artifact_location}); the last complete checkpoint and everything logged so far are "
                 "kept: free space and rerun to resume") from None
-        timing_now = timing()
-        totals = {k: v for k, v in timing_now.items() if k != "time/timed_steps"}
-        mlflow.log_metrics(totals | {"samples": trainer.total_steps * trainer.batch_size}
+        totals = clock_now()
+        timing = {f"time/{k}": totals[k] for k in ("wall_seconds", "train_seconds", "first_step_seconds")}
+        mlflow.log_metrics(timing | {"time/images_per_second": metrics_cb.images_per_second,
+                                     "samples": trainer.total_steps * trainer.batch_size}
                            | {f"final/{k}": v for k, v in evaluate_cb.last.items()})
         latents = predict(model.encode_model, evaluator.x_test)
         fig = latent_scatter(latents, evaluator.y_test, f"{run.info.run_name}: test latents (PCA)")
