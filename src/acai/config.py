@@ -135,6 +135,10 @@ class TrackingConfig:
     skip_finished: bool = False  # a rerun sweep skips the jobs that already have a finished run
     objective: str | None = None  # a logged metric the job returns to a sweeper (Optuna), e.g. final/smoothness
 
+    def __post_init__(self) -> None:
+        if not self.experiment or not self.experiment.strip():
+            raise ConfigError("tracking.experiment", self.experiment, "must be a non-empty experiment name")
+
 
 @dataclass
 class Config:

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from acai.errors import TrackingError
+from acai.locks import run_state
 
 CLASSIFIER_ARTIFACT = "latent_classifier/latent_classifier.keras"
 PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
@@ -81,8 +82,6 @@ def require_finished(run) -> None:
     """The tools read what a run logs at its end (the model, the classifier): a run that has not
     finished has none, and the user is told how to finish it rather than that something is missing."""
     if run.info.status != "FINISHED":
-        from acai.locks import run_state
-
         raise TrackingError(f"run {run.info.run_id} has not finished ({run_state(run)}); its model is logged when "
                             f"training ends: finish it with `python src/train.py resume={run.info.run_id}`")
 

@@ -99,8 +99,6 @@ def first_use(db: Path | None) -> Iterator[None]:
 
 def open_experiment(cfg: TrackingConfig) -> str:
     """Point MLflow at the store and return the experiment id, creating it with its artifact root."""
-    if not cfg.experiment or not cfg.experiment.strip():
-        raise ConfigError("tracking.experiment", cfg.experiment, "must be a non-empty experiment name")
     uri = resolve_uri(cfg.uri)
     db = _local_path(uri)
     if db is not None and not (db.parent.is_dir() and os.access(db.parent, os.W_OK)):
