@@ -56,17 +56,18 @@ def dataset_overrides(dataset: str, tiny_mnist: Path | None) -> list[str]:
     return [f"dataset={dataset}"]
 
 
+def compose_in(tmp_path: Path, *overrides: str):
+    """Compose `conf/config.yaml` with overrides; tracking and checkpoints go to tmp_path, never the repo."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose(
+            "config",
+            overrides=[f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+                       f"tracking.artifact_location={tmp_path}/mlruns",
+                       f"trainer.checkpoint_dir={tmp_path}/checkpoints", *overrides],
+        )
+
+
 @pytest.fixture
 def compose_cfg(tmp_path):
-    """Compose `conf/config.yaml` with overrides; tracking and checkpoints go to tmp_path, never the repo."""
-
-    def _compose(*overrides: str):
-        with initialize_config_dir(str(CONF), version_base="1.3"):
-            return compose(
-                "config",
-                overrides=[f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-                           f"tracking.artifact_location={tmp_path}/mlruns",
-                           f"trainer.checkpoint_dir={tmp_path}/checkpoints", *overrides],
-            )
-
-    return _compose
+    """`compose_in(tmp_path, ...)` for one test."""
+    return lambda *overrides: compose_in(tmp_path, *overrides)

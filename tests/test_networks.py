@@ -8,7 +8,7 @@ import pytest
 
 from acai.errors import ConfigError
 from acai.networks.conv import ConvArchitecture
-from acai.networks.layers import HeModifiedNormal
+from acai.networks.layers import he_modified_normal
 from acai.networks.mlp import MlpArchitecture
 
 
@@ -47,7 +47,7 @@ def test_leaky_relu_slope_is_point_two():
 
 def test_initialiser_std_has_no_factor_two():
     keras.utils.set_random_seed(0)
-    w = keras.ops.convert_to_numpy(HeModifiedNormal()((3, 3, 64, 256)))
+    w = keras.ops.convert_to_numpy(he_modified_normal()((3, 3, 64, 256)))
     assert w.std() == pytest.approx(1 / math.sqrt(1.04 * 3 * 3 * 64), rel=0.02)
 
 

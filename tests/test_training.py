@@ -1,10 +1,14 @@
 """End-to-end runs through the real pipeline: Hydra config -> training -> MLflow store under tmp_path."""
 
+import json
+import subprocess
+import sys
+
 import keras
 import mlflow
 import numpy as np
 import pytest
-from conftest import CONF, MODELS, dataset_overrides
+from conftest import CONF, MODELS, compose_in, dataset_overrides
 from mlflow.tracking import MlflowClient
 
 from acai.config import build
@@ -83,23 +87,67 @@ def test_smoke_run_on_real_fashion_mnist(compose_cfg, model):
     check_run(cfg, train(cfg), lines=False)
 
 
-@pytest.mark.parametrize("regularizer", REGULARIZERS)
-def test_logged_model_reloads_and_reproduces_outputs(tmp_path, compose_cfg, regularizer):
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/m.db")
-    exp = mlflow.create_experiment("reload", artifact_location=(tmp_path / "art").as_uri())
-    keras.utils.set_random_seed(0)
-    reg = build(compose_cfg(f"regularizer={regularizer}").regularizer, "regularizer", Regularizer)
-    if regularizer == "vqvae":
-        reg.codebook_size = 256
-    model = Autoencoder(ConvArchitecture(depth=8), reg, (32, 32, 1), 10)
-    model.compile(jit_compile=False)
+@pytest.fixture(scope="module")
+def logged_models(tmp_path_factory):
+    """Every regularizer's autoencoder after one training step, logged as src/train.py logs it."""
+    tmp = tmp_path_factory.mktemp("logged_models")
+    uri = f"sqlite:///{tmp}/m.db"
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.create_experiment("reload", artifact_location=(tmp / "art").as_uri())
     x, y = Lines(test_size=32).test_set()
-    model.train_on_batch(x, y)
-    exported = model.export()
-    with mlflow.start_run(experiment_id=exp) as run:
-        log_keras_model(exported)
-    loaded = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
-    np.testing.assert_allclose(loaded(x), exported(x), atol=1e-5)
+    out = {}
+    for regularizer in REGULARIZERS:
+        keras.utils.set_random_seed(0)
+        reg = build(compose_in(tmp, f"regularizer={regularizer}").regularizer, "regularizer", Regularizer)
+        if regularizer == "vqvae":
+            reg.codebook_size = 256
+        model = Autoencoder(ConvArchitecture(depth=8), reg, (32, 32, 1), 10)
+        model.compile(jit_compile=False)
+        model.train_on_batch(x, y)
+        with mlflow.start_run(experiment_id=exp) as run:
+            log_keras_model(model.export())
+        out[regularizer] = (run.info.run_id, model)
+    return uri, x, out
+
+
+@pytest.mark.parametrize("regularizer", REGULARIZERS)
+def test_logged_model_reloads_and_reproduces_outputs(logged_models, regularizer):
+    uri, x, models = logged_models
+    run_id, model = models[regularizer]
+    mlflow.set_tracking_uri(uri)
+    loaded = mlflow.keras.load_model(f"runs:/{run_id}/model")
+    np.testing.assert_allclose(loaded(x), model(x), atol=1e-5)
     z = loaded.get_layer("encode")(x)
     np.testing.assert_allclose(z, model.encode(x), atol=1e-5)
     np.testing.assert_allclose(loaded.get_layer("decode")(z), model.decode(z), atol=1e-5)
+
+
+LOAD_ELSEWHERE = """
+import json, sys
+import keras, mlflow, numpy as np
+from mlflow.artifacts import download_artifacts
+uri, folder, runs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+mlflow.set_tracking_uri(uri)
+x = np.load(folder + "/x.npy")
+for name, run_id in runs.items():
+    via_mlflow = mlflow.keras.load_model(f"runs:/{run_id}/model")
+    path = download_artifacts(f"runs:/{run_id}/model/data/model.keras", dst_path=folder + "/" + name)
+    via_keras = keras.saving.load_model(path, safe_mode=True)
+    np.save(f"{folder}/{name}.npy", np.stack([via_mlflow(x), via_keras(x)]))
+assert not [m for m in sys.modules if m.split(".")[0] == "acai"], "the project was imported"
+print("loaded", len(runs))
+"""
+
+
+def test_logged_models_load_where_the_project_was_never_imported(logged_models, tmp_path):
+    """Plain `mlflow.keras.load_model` and `keras.saving.load_model` (safe mode) in a fresh process."""
+    uri, x, models = logged_models
+    np.save(tmp_path / "x.npy", x)
+    runs = {name: run_id for name, (run_id, _) in models.items()}
+    done = subprocess.run([sys.executable, "-c", LOAD_ELSEWHERE, uri, str(tmp_path), json.dumps(runs)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"loaded {len(runs)}" in done.stdout
+    for name, (_, model) in models.items():
+        for out in np.load(tmp_path / f"{name}.npy"):
+            np.testing.assert_allclose(out, model(x), atol=1e-5, err_msg=name)

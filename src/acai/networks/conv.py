@@ -14,12 +14,12 @@ import keras
 
 from acai.errors import ConfigError
 from acai.networks.base import Architecture
-from acai.networks.layers import HeModifiedNormal, MeanOverFeatures, activated
+from acai.networks.layers import MeanOverFeatures, activated, he_modified_normal
 
 
 def conv(filters: int, kernel: int = 3, activation: bool = True) -> list[keras.layers.Layer]:
     layer = keras.layers.Conv2D(
-        filters, kernel, padding="same", kernel_initializer=HeModifiedNormal(), bias_initializer="zeros"
+        filters, kernel, padding="same", kernel_initializer=he_modified_normal(), bias_initializer="zeros"
     )
     return activated(layer, activation)
 

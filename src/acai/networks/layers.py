@@ -1,28 +1,19 @@
-"""Small serialisable building blocks, so every model saves and loads with Keras' safe mode on."""
+"""Small building blocks. What the logged autoencoder holds is built-in Keras only, so it loads with
+Keras' safe mode on in a process that never imported this project (the critic's head is never logged)."""
 
 from __future__ import annotations
-
-import math
 
 import keras
 from keras import ops
 
 
-@keras.saving.register_keras_serializable(package="acai")
-class HeModifiedNormal(keras.initializers.Initializer):
-    """The reference's initialiser: N(0, 1/sqrt((1 + slope^2) * fan_in)) -- note: no factor 2."""
+def he_modified_normal(slope: float = 0.2) -> keras.initializers.Initializer:
+    """The reference's initialiser, N(0, 1/sqrt((1 + slope^2) * fan_in)) -- note: no factor 2.
 
-    def __init__(self, slope: float = 0.2, seed: int | None = None):
-        self.slope = slope
-        self.seed = seed
-
-    def __call__(self, shape, dtype=None):
-        fan_in = math.prod(shape[:-1])
-        std = 1.0 / math.sqrt((1.0 + self.slope**2) * fan_in)
-        return keras.random.normal(shape, stddev=std, dtype=dtype, seed=self.seed)
-
-    def get_config(self) -> dict:
-        return {"slope": self.slope, "seed": self.seed}
+    Keras' built-in VarianceScaling draws exactly this (variance = scale / fan_in), and a built-in keeps
+    the logged models loadable where this project is not installed."""
+    return keras.initializers.VarianceScaling(scale=1.0 / (1.0 + slope**2), mode="fan_in",
+                                              distribution="untruncated_normal")
 
 
 @keras.saving.register_keras_serializable(package="acai")

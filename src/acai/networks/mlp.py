@@ -15,11 +15,11 @@ import keras
 
 from acai.errors import ConfigError
 from acai.networks.base import Architecture
-from acai.networks.layers import HeModifiedNormal, MeanOverFeatures, activated
+from acai.networks.layers import MeanOverFeatures, activated, he_modified_normal
 
 
 def dense(units: int, activation: bool = True) -> list[keras.layers.Layer]:
-    layer = keras.layers.Dense(units, kernel_initializer=HeModifiedNormal(), bias_initializer="zeros")
+    layer = keras.layers.Dense(units, kernel_initializer=he_modified_normal(), bias_initializer="zeros")
     return activated(layer, activation)
 
 

@@ -63,6 +63,10 @@ class Regularizer:
         """Maps a latent to the decoder's input at evaluation (VQ-VAE: the quantising bottleneck)."""
         return None
 
+    def portable_decode_head(self) -> keras.layers.Layer | None:
+        """`decode_head` as built-in Keras layers only, for the logged model (VQ-VAE rebuilds its own)."""
+        return self.decode_head()
+
     def output_head(self) -> keras.layers.Layer | None:
         """Maps the decoder output to [-1, 1] images (VAE: 2 sigmoid(logits) - 1)."""
         return None

@@ -59,10 +59,10 @@ class VectorQuantizer(keras.layers.Layer):
         return ops.reshape(self.project(flat), (-1, self.hidden))
 
     def nearest(self, vectors):
-        """Index of the nearest code (squared L2) for every vector."""
-        d = (ops.sum(ops.square(vectors), 1, keepdims=True) - 2.0 * ops.matmul(vectors, ops.transpose(self.codebook))
-             + ops.sum(ops.square(self.codebook), 1)[None, :])
-        return ops.argmin(d, axis=1)
+        """Index of the nearest code (squared L2) for every vector: |v|^2 - 2 v.e + |e|^2, summed in the
+        order `portable()` computes it, so the logged model picks the same codes."""
+        scores = ops.matmul(vectors, -2.0 * ops.transpose(self.codebook)) + ops.sum(ops.square(self.codebook), 1)
+        return ops.argmin(scores + ops.sum(ops.square(vectors), 1, keepdims=True), axis=1)
 
     def decode_codes(self, vectors, quantised):
         """Straight-through quantisation, then the two dense layers back to the latent's shape."""
@@ -97,11 +97,37 @@ class VectorQuantizer(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return (input_shape[0], *self.latent_shape)
 
+    def portable(self) -> keras.Model:
+        """The inference path from built-in Keras layers and ops only, with this layer's weights: what the
+        logged model holds, so it loads with safe mode on where this project is not installed."""
+        inp = keras.Input(self.latent_shape)
+        vectors = keras.layers.Reshape((self.num_latents, self.hidden))(
+            copied(self.project, keras.layers.Flatten()(inp)))
+        squared = keras.layers.Dense(self.codebook_size, dtype=self.dtype_policy, name="code_scores")  # v.(-2e) + |e|^2
+        squared.build((None, self.num_latents, self.hidden))
+        codebook = ops.convert_to_numpy(self.codebook)
+        squared.set_weights([-2.0 * codebook.T, (codebook**2).sum(1)])
+        codes = ops.argmin(squared(vectors) + ops.sum(ops.square(vectors), -1, keepdims=True), axis=-1)
+        lookup = keras.layers.Embedding(self.codebook_size, self.hidden, dtype=self.dtype_policy, name="codebook")
+        lookup.build((None, self.num_latents))
+        lookup.set_weights([codebook])
+        h = keras.layers.ReLU()(keras.layers.Flatten()(lookup(codes)))
+        h = copied(self.restore, keras.layers.ReLU()(copied(self.expand, h)))
+        return keras.Model(inp, keras.layers.Reshape(self.latent_shape)(h), name=self.name)
+
     def get_config(self):
         return super().get_config() | {
             "latent_shape": list(self.latent_shape), "num_latents": self.num_latents,
             "codebook_size": self.codebook_size, "filter_size": self.filter_size, "decay": self.decay,
             "epsilon": self.epsilon}
+
+
+def copied(dense: keras.layers.Dense, x):
+    """`dense` applied to x as a new built-in Dense layer holding a copy of its weights."""
+    twin = keras.layers.Dense.from_config(dense.get_config())
+    out = twin(x)
+    twin.set_weights(dense.get_weights())
+    return out
 
 
 def perplexity(codes, size: int):
@@ -131,6 +157,9 @@ class VqVae(Regularizer):
 
     def decode_head(self):
         return self.quantizer
+
+    def portable_decode_head(self):
+        return self.quantizer.portable()
 
     def metric_names(self):
         return ("commitment", "perplexity")

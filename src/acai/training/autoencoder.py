@@ -74,9 +74,12 @@ class Autoencoder(keras.Model):
         return self.decode(self.encode(x, training), training)
 
     def export(self) -> keras.Model:
-        """The functional autoencoder x -> decode(encode(x)), with `encode`/`decode` reachable by name."""
+        """The functional autoencoder x -> decode(encode(x)), with `encode`/`decode` reachable by name,
+        made of built-in Keras layers only (it loads where this project is not installed)."""
+        decode = chain("decode", self.latent_shape, self.regularizer.portable_decode_head(), self.decoder,
+                       self.output_head)
         inp = keras.Input(self.image_shape, name="image")
-        return keras.Model(inp, self.decode_model(self.encode_model(inp)), name="autoencoder")
+        return keras.Model(inp, decode(self.encode_model(inp)), name="autoencoder")
 
     @property
     def metrics(self):
