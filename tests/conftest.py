@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -21,6 +22,13 @@ DATASETS = ("lines", "mnist", "fashion_mnist")
 MODELS = ("conv", "mlp")
 
 register()
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (for servers the tests start, or a closed one)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def write_tiny_mnist(path: Path, n_train: int = 256, n_test: int = 128, seed: int = 0) -> Path:

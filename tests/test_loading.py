@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import socket
-
 import keras
 import numpy as np
 import pytest
+from conftest import free_port
 from mlflow.tracking import MlflowClient
 
 from acai.errors import TrackingError
 from acai.tracking.loading import CLASSIFIER_ARTIFACT, load_classifier, run_config
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_classifier_is_none_only_when_the_run_logged_none(tmp_path, monkeypatch):
@@ -39,6 +32,6 @@ def test_classifier_is_none_only_when_the_run_logged_none(tmp_path, monkeypatch)
     # A store that cannot be reached is not "this run has no classifier".
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-    down = MlflowClient(f"http://127.0.0.1:{closed_port()}")
+    down = MlflowClient(f"http://127.0.0.1:{free_port()}")
     with pytest.raises(TrackingError, match=f"run {run_id}: cannot list its artifacts in http://127.0.0.1"):
         load_classifier(down, run_id)

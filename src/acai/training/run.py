@@ -24,7 +24,14 @@ from acai.networks.base import Architecture
 from acai.networks.inference import predict
 from acai.regularizers.base import Regularizer
 from acai.tracking.loading import get_run, run_config
-from acai.tracking.mlflow_run import log_classifier, log_config, log_keras_model, open_experiment, run_name
+from acai.tracking.mlflow_run import (
+    log_classifier,
+    log_config,
+    log_interpolator,
+    log_keras_model,
+    open_experiment,
+    run_name,
+)
 from acai.tracking.plots import latent_scatter
 from acai.training.autoencoder import Autoencoder
 from acai.training.callbacks import Evaluate, StopOnSignal, TrainMetrics
@@ -200,7 +207,9 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
         mlflow.log_figure(fig, "latent_space.png")
         plt.close(fig)
         if tracking.log_model:
-            log_keras_model(model.export())
+            exported = model.export()
+            log_keras_model(exported)
+            log_interpolator(exported)
             log_classifier(model.classifier)
         state.remove_leftovers()
         return run.info.run_id

@@ -1,0 +1,1 @@
+"""What a run ships for use outside this project: the MLflow pyfunc interpolator."""

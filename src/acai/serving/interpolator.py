@@ -1,0 +1,68 @@
+"""The `interpolator` pyfunc model every run logs: two images (or a batch of pairs) in, the decoded
+latent interpolation out. MLflow logs this file as code ("models from code") next to the autoencoder,
+so it imports only numpy, Keras and MLflow: it serves where this project is not installed.
+
+Request (`mlflow models serve -m runs:/<id>/interpolator`, POST /invocations):
+    {"inputs": {"a": [N, H, W, C], "b": [N, H, W, C]}, "params": {"steps": 11}}
+with pixel values 0..255; a single pair is a batch of one. Response: {"predictions": [N, steps, H, W, C]}
+uint8 frames, t = 0 .. 1 evenly (endpoints included; frame 0 decodes a, the last decodes b).
+"""
+
+from __future__ import annotations
+
+import keras
+import mlflow
+import numpy as np
+from mlflow.exceptions import MlflowException
+from mlflow.models import set_model
+
+MAX_STEPS = 64
+MAX_PAIRS = 64
+
+
+def bad_request(message: str) -> MlflowException:
+    """Raised from `predict`, MLflow's scoring server answers 400 with this message, not a 500."""
+    return MlflowException.invalid_parameter_value(message)
+
+
+class Interpolator(mlflow.pyfunc.PythonModel):
+    def load_context(self, context) -> None:
+        # MLflow's server puts the request's arrays ahead of our message in a 400: keep that dump short
+        np.set_printoptions(threshold=8, edgeitems=1)
+        model = keras.saving.load_model(context.artifacts["autoencoder"], safe_mode=True)
+        self.encode, self.decode = model.get_layer("encode"), model.get_layer("decode")
+        self.shape = tuple(model.input_shape[1:])
+
+    def images(self, model_input, name: str) -> np.ndarray:
+        if not isinstance(model_input, dict) or name not in model_input:
+            raise bad_request('send {"inputs": {"a": [N, H, W, C], "b": [N, H, W, C]}} with pixel values 0..255')
+        try:
+            x = np.asarray(model_input[name], np.float32)
+        except (TypeError, ValueError):
+            raise bad_request(f"input {name!r} must be numbers (pixel values 0..255)") from None
+        if x.ndim != 4 or x.shape[1:] != self.shape:
+            raise bad_request(f"input {name!r} has shape {list(x.shape)}; this model takes [N, "
+                              f"{', '.join(map(str, self.shape))}] (a batch of N images)")
+        if not len(x) or len(x) > MAX_PAIRS:
+            raise bad_request(f"input {name!r} holds {len(x)} images; send 1 to {MAX_PAIRS} pairs per request")
+        if not np.isfinite(x).all() or x.min() < 0 or x.max() > 255:
+            raise bad_request(f"input {name!r} has values in [{x.min():g}, {x.max():g}]; pixel values are 0..255")
+        return x * (2.0 / 255.0) - 1.0  # as the training data: x * 2/255 - 1
+
+    def predict(self, context, model_input, params=None) -> np.ndarray:
+        a, b = self.images(model_input, "a"), self.images(model_input, "b")
+        if len(a) != len(b):
+            raise bad_request(f"inputs 'a' and 'b' hold {len(a)} and {len(b)} images; they pair up one to one")
+        steps = (params or {}).get("steps", 11)
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 2 <= steps <= MAX_STEPS:
+            raise bad_request(f"params.steps={steps!r}: give an integer from 2 to {MAX_STEPS} (endpoints included)")
+        za, zb = np.asarray(self.encode(a)), np.asarray(self.encode(b))
+        t = np.linspace(0.0, 1.0, steps, dtype=np.float32).reshape((1, steps) + (1,) * (za.ndim - 1))
+        path = (1.0 - t) * za[:, None] + t * zb[:, None]
+        flat = path.reshape((-1,) + za.shape[1:])
+        frames = np.concatenate([np.asarray(self.decode(flat[i:i + 256])) for i in range(0, len(flat), 256)])
+        pixels = np.clip((frames + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+        return pixels.reshape((len(a), steps) + pixels.shape[1:])
+
+
+set_model(Interpolator())
