@@ -16,10 +16,15 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatter goes to fd 2 at import
+    from acai.console import quiet_native_logs
+
+    quiet_native_logs()
 
 import mlflow  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from acai.config import DEFAULT_TRACKING_URI  # noqa: E402
 from acai.errors import AcaiError, DatasetError  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -73,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_id", help="MLflow run id of a run made by src/train.py")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. dataset.path=... evaluation.cluster=false")
     parser.add_argument("--model-uri", help="evaluate this model instead of runs:/RUN_ID/model")
-    parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
+                        help="the MLflow store (default: mlflow.db in the repository root)")
     parser.add_argument("--child", action="store_true", help="log to a new child run instead of the run itself")
     args = parser.parse_intermixed_args(argv)
     try:

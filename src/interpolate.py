@@ -23,12 +23,17 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatter goes to fd 2 at import
+    from acai.console import quiet_native_logs
+
+    quiet_native_logs()
 
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: E402
 
+from acai.config import DEFAULT_TRACKING_URI  # noqa: E402
 from acai.errors import AcaiError, ConfigError, DatasetError, TrackingError  # noqa: E402
 
 MODES = ("linear", "spherical")
@@ -168,7 +173,7 @@ def _test_images(client: MlflowClient, run_id: str, shape: tuple[int, int, int])
 
 def interpolate(target: str | list[str], out: str | Path, *, indices: list[int] | None = None,
                 images: list[str] | None = None, pairs: int | None = None, seed: int = 0, steps: int = 11,
-                mode: str = "linear", tracking_uri: str = "sqlite:///mlflow.db", log: bool = False) -> Path:
+                mode: str = "linear", tracking_uri: str = DEFAULT_TRACKING_URI, log: bool = False) -> Path:
     """Write the interpolation grid (one per model for several) to `out`; AcaiError on any bad input."""
     targets = [target] if isinstance(target, str) else list(target)
     if len(targets) > 1 and log:
@@ -319,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=11, help="points per row, endpoints included (default 11)")
     parser.add_argument("--mode", choices=MODES, default="linear", help="linear (lerp) or spherical (slerp)")
     parser.add_argument("--out", required=True, help="the PNG to write, e.g. grid.png")
-    parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
+                        help="the MLflow store (default: mlflow.db in the repository root)")
     parser.add_argument("--log", action="store_true", help="also log the PNG to the run under interpolations/")
     try:
         args = parser.parse_args(argv)

@@ -32,6 +32,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatter goes to fd 2 at import
+    from acai.console import quiet_native_logs
+
+    quiet_native_logs()
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -39,6 +44,7 @@ from mlflow.entities import Metric, Param, Run, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from acai.config import DEFAULT_TRACKING_URI  # noqa: E402
 from acai.errors import AcaiError, ConfigError, TrackingError
 from acai.locks import run_state
 from acai.tracking.mlflow_run import open_store as open_existing_store
@@ -393,7 +399,7 @@ def figure(tables: dict[str, pd.DataFrame]) -> Figure:
 # ---------------------------------------------------------------- the whole report
 
 
-def build_report(tracking_uri: str = "sqlite:///mlflow.db", experiment: str = "acai", filter_string: str | None = None,
+def build_report(tracking_uri: str = DEFAULT_TRACKING_URI, experiment: str = "acai", filter_string: str | None = None,
                  sweep: str | None = None, out: str | Path = "reports", log: bool = True, last: int = LAST) -> Report:
     """Read, aggregate, write the files and (unless `log=False`) log them to a new summary run."""
     client, experiment_id = open_store(tracking_uri, experiment)
@@ -469,7 +475,8 @@ def log_report(client: MlflowClient, experiment_id: str, name: str, files: Seque
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
+                        help="the MLflow store (default: mlflow.db in the repository root)")
     parser.add_argument("--experiment", default="acai")
     parser.add_argument("--filter", dest="filter_string", help="an MLflow search filter, e.g. \"params.seed = '0'\"")
     parser.add_argument("--sweep", help="only runs trained with tracking.sweep=NAME (the run tag `sweep`)")

@@ -5,6 +5,11 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatter goes to fd 2 at import
+    from acai.console import quiet_native_logs
+
+    quiet_native_logs()
+
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
@@ -26,11 +31,12 @@ def main(cfg: DictConfig) -> float | None:
 
     from acai.errors import ConfigError
     from acai.tracking.mlflow_run import run_metric
+    from acai.tracking.sweep import sweep_tag
     from acai.training.run import train
 
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode == RunMode.MULTIRUN and cfg.tracking.sweep is None:
-        cfg.tracking.sweep = hydra_cfg.sweep.dir  # every job of a -m sweep is tagged with the sweep it belongs to
+        cfg.tracking.sweep = sweep_tag(hydra_cfg.sweep.dir)  # every job of a -m sweep carries its sweep's tag
     try:
         if "optuna" in str(hydra_cfg.sweeper.get("_target_", "")).lower() and not cfg.tracking.objective:
             raise ConfigError("tracking.objective", None, "an Optuna sweep needs the logged metric to optimise, "
@@ -42,7 +48,6 @@ def main(cfg: DictConfig) -> float | None:
                                   f"{ignored[0]} would be ignored: drop it (allowed with resume: "
                                   f"{', '.join(WITH_RESUME[1:])})")
         run_id = train(cfg)
-        print(f"MLflow run {run_id}")
         return run_metric(run_id, cfg.tracking.objective) if cfg.tracking.objective else None
     except Interrupted as e:  # Ctrl-C / SIGTERM: one line on how to resume, exit status 128 + signal
         print(str(e), file=sys.stderr)

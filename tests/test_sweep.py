@@ -76,6 +76,7 @@ def test_multirun_logs_one_finished_run_per_job_tagged_with_the_sweep(sweep):
         assert [s for s, _ in by_step(client, run.info.run_id, "eval/reconstruction_error")] == EVAL_STEPS
     assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
     assert done.stdout.count("MLflow run ") == 4
+    assert done.stdout.startswith(f"Sweep {sweep_dir}: each job's MLflow run is tagged sweep={sweep_dir}\n")
 
 
 def test_report_on_the_sweep_matches_a_hand_computation(sweep, capsys):
@@ -193,3 +194,11 @@ def test_optuna_sweep_without_objective_fails_before_training(tmp_path):
     assert done.returncode == 2
     assert "error: tracking.objective=None is not valid: an Optuna sweep needs" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "ckpt").exists()
+
+
+def test_sweep_tag_is_relative_to_the_repository_root_inside_it(tmp_path):
+    from acai.config import PROJECT_ROOT
+    from acai.tracking.sweep import sweep_tag
+
+    assert sweep_tag(str(PROJECT_ROOT / "multirun" / "2026-11-25" / "20-16-30")) == "multirun/2026-11-25/20-16-30"
+    assert sweep_tag(str(tmp_path / "multirun")) == str(tmp_path / "multirun")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from hydra.core.config_store import ConfigStore
@@ -28,6 +29,13 @@ def _positive(section: str, obj: object, *names: str) -> None:
         value = getattr(obj, name)
         if value <= 0:
             raise ConfigError(f"{section}.{name}", value, "must be > 0")
+
+
+# The clone this code runs from (src/acai/config.py -> the folder holding conf/ and src/). Default runs
+# go to its mlflow.db, mlruns/ and checkpoints/ whichever folder they start in, so that `mlflow ui` in
+# the repository root sees every run; a path given on the command line is taken as given.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_TRACKING_URI = f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
 
 
 @dataclass
@@ -153,8 +161,11 @@ class Config:
 
 
 def register() -> None:
-    """Store the schema under the name `conf/config.yaml` lists first in its defaults."""
+    """Store the schema under the name `conf/config.yaml` lists first in its defaults, and the
+    `${project_root:}` resolver that anchors the default store, checkpoints and Hydra outputs."""
     ConfigStore.instance().store(name="base_config", node=Config)
+    if not OmegaConf.has_resolver("project_root"):
+        OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
 
 
 def _typed(node: DictConfig, cls: type[T], name: str) -> T:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 
+from acai.console import SHOWN, duration, metrics_line
 from acai.errors import Interrupted, TrainingError
 from acai.evaluation.evaluator import Evaluator
 from acai.evaluation.interpolation import mix_weights
@@ -93,6 +95,7 @@ class Evaluate(SampleClock):
         self.history: dict[str, list[float]] = history if history is not None else {}
         self.last: dict[str, float] = {k: v[-1] for k, v in self.history.items()}
         self.logged_until = len(next(iter(self.history.values()), [])) * steps_per_epoch * batch_size
+        self.seconds = 0.0  # how long the last evaluation took, logging included
 
     def on_epoch_end(self, epoch, logs=None):
         cfg = self.evaluator.cfg
@@ -103,6 +106,7 @@ class Evaluate(SampleClock):
         ev = self.evaluator
         if samples <= self.logged_until:  # a resumed run redid an epoch it had already evaluated
             return self.last
+        start = time.perf_counter()
         metrics = ev.evaluate(model.encode_model, model.decode_model, model.classifier, cluster=cluster)
         # The images first, the metrics last in one batch: an evaluation counts as done (a resumed run
         # skips it) only once its metrics are logged, so a kill or a failed write in between redoes all of it.
@@ -113,6 +117,7 @@ class Evaluate(SampleClock):
         summary = {f"median{n}/{k}": float(np.median(v[-n:])) for k, v in self.history.items()}
         mlflow.log_metrics({f"eval/{k}": v for k, v in metrics.items()} | summary, step=samples)
         self.last = metrics
+        self.seconds = time.perf_counter() - start
         return metrics
 
     def log_images(self, model, samples: int) -> None:
@@ -160,3 +165,57 @@ class StopOnSignal(keras.callbacks.Callback):
         if self.signum is not None:
             step = int(self.model.optimizer.iterations.numpy())
             raise Interrupted(f"stopped by signal {self.signum} at step {step}", self.signum, step)
+
+
+class Progress(keras.callbacks.Callback):
+    """One line per evaluation and, on a terminal at verbose=1, a progress line that fits 100 columns.
+
+    verbose 0: neither (the header and summary still print); 1: both; 2: evaluation lines only (logs)."""
+
+    WIDTH = 99
+
+    def __init__(self, verbose: int, batch_size: int, steps_per_epoch: int, evaluations: int, evaluate,
+                 stream=None):
+        super().__init__()
+        self.stream = stream or sys.stdout
+        self.lines = verbose >= 1
+        self.live = verbose == 1 and self.stream.isatty()
+        self.batch_size, self.steps_per_epoch, self.evaluations = batch_size, steps_per_epoch, evaluations
+        self.evaluate = evaluate  # the Evaluate callback: its last metrics and how long it took
+        self.epoch, self._shown, self._start, self._start_step = 0, 0.0, 0.0, 0
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+        self._start_step = -1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        step = self.epoch * self.steps_per_epoch + batch + 1
+        if self._start_step < 0:  # the first step traces and compiles: the rate starts after it
+            self._start, self._start_step = now, step
+        if not self.live or now - self._shown < 0.5:
+            return
+        self._shown = now
+        total = self.evaluations * self.steps_per_epoch
+        rate = (step - self._start_step) / max(now - self._start, 1e-9)
+        eta = duration((total - step) / rate) if rate > 0 and step > self._start_step else "?"
+        done = int(10 * step / total)
+        loss = (logs or {}).get("loss")
+        text = (f"\r[{'#' * done}{'.' * (10 - done)}] {step * self.batch_size:,}/{total * self.batch_size:,} "
+                f"samples  eval {self.epoch + 1}/{self.evaluations}  {rate * self.batch_size:,.0f} img/s"
+                + (f"  loss {float(loss):.4g}" if loss is not None else "") + f"  eta {eta}")
+        self.stream.write(text[: self.WIDTH + 1].ljust(self.WIDTH + 1))
+        self.stream.flush()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.lines:
+            return
+        if self.live:
+            self.stream.write("\r" + " " * self.WIDTH + "\r")
+        samples = (epoch + 1) * self.steps_per_epoch * self.batch_size
+        shown = metrics_line(self.evaluate.last, SHOWN[:-1])  # clustering: in the final summary
+        line = f"eval {epoch + 1}/{self.evaluations}  {samples:,} samples  {shown}  {self.evaluate.seconds:.1f} s"
+        print(line, file=self.stream, flush=True)

@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from acai.config import EvaluationConfig, TrackingConfig, TrainerConfig, build, section
+from acai.console import header, summary
 from acai.data.base import Dataset
 from acai.errors import ConfigError, Interrupted, TrainingError
 from acai.evaluation.evaluator import Evaluator
@@ -34,7 +35,7 @@ from acai.tracking.mlflow_run import (
 )
 from acai.tracking.plots import latent_scatter
 from acai.training.autoencoder import Autoencoder
-from acai.training.callbacks import Evaluate, StopOnSignal, TrainMetrics
+from acai.training.callbacks import Evaluate, Progress, StopOnSignal, TrainMetrics
 from acai.training.checkpoint import Checkpointing, TrainingState
 from acai.training.memory import check_fits
 
@@ -158,6 +159,9 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
     name = tracking.run_name or run_name(cfg)
     with mlflow.start_run(run_id=resume_id, experiment_id=experiment_id, run_name=name, tags=tags) as run:
         lock.describe(run_id=run.info.run_id)
+        print(header(run, tracking.experiment, mlflow.get_tracking_uri(), tracking.artifact_location,
+                     trainer.total_steps * trainer.batch_size, trainer.steps_per_eval * trainer.batch_size,
+                     trainer.evaluations), flush=True)
         if resume_id is None:
             log_config(cfg)
         else:
@@ -178,11 +182,13 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
                     "timed_steps": metrics_cb.timed_steps}
 
         stop = StopOnSignal()
+        progress = Progress(trainer.verbose, trainer.batch_size, trainer.steps_per_eval, trainer.evaluations,
+                            evaluate_cb)
         try:
             with stop.installed():
                 model.fit(batches, epochs=trainer.evaluations, initial_epoch=first_epoch,
-                          steps_per_epoch=trainer.steps_per_eval, verbose=trainer.verbose,
-                          callbacks=[metrics_cb, evaluate_cb, Checkpointing(state, every, clock_now), stop])
+                          steps_per_epoch=trainer.steps_per_eval, verbose=0, shuffle=False,
+                          callbacks=[metrics_cb, evaluate_cb, progress, Checkpointing(state, every, clock_now), stop])
         except Interrupted as e:
             mlflow.end_run("KILLED")
             done = int(state.epoch.numpy())
@@ -212,4 +218,6 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
             log_interpolator(exported)
             log_classifier(model.classifier)
         state.remove_leftovers()
+        print(summary(run.info.run_id, totals["wall_seconds"], totals["train_seconds"],
+                      metrics_cb.images_per_second, evaluate_cb.last), flush=True)
         return run.info.run_id
