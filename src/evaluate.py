@@ -38,6 +38,12 @@ def evaluate(run_id: str, overrides: list[str], tracking_uri: str, child: bool =
     from acai.tracking.loading import get_run, load_autoencoder, load_classifier, require_finished, run_config
     from acai.tracking.mlflow_run import open_store
 
+    start = time.perf_counter()
+
+    def announce(phase: str) -> None:  # progress on stderr; stdout keeps the table
+        print(f"[{time.perf_counter() - start:6.1f} s] {phase}", file=sys.stderr, flush=True)
+
+    announce(f"loading run {run_id}, its model and its dataset")
     client = open_store(tracking_uri)
     run = get_run(client, run_id)
     cfg = run_config(client, run_id)
@@ -56,12 +62,13 @@ def evaluate(run_id: str, overrides: list[str], tracking_uri: str, child: bool =
     model = load_autoencoder(model_uri or f"runs:/{run_id}/model")
     image_shape = tuple(model.input_shape[1:])
     evaluator = Evaluator(dataset, section(cfg.evaluation, EvaluationConfig, "evaluation"), image_shape[0],
-                          seed=int(cfg.seed))
+                          seed=int(cfg.seed), announce=announce)
     if evaluator.x_test.shape[1:] != image_shape:
         raise DatasetError(f"dataset={dataset.name} gives images of shape {evaluator.x_test.shape[1:]}, "
                            f"but the model takes {image_shape}")
     metrics = evaluator.evaluate(model.get_layer("encode"), model.get_layer("decode"),
                                  load_classifier(client, run_id), cluster=bool(cfg.evaluation.cluster))
+    announce("logging the results")
     logged = {f"evaluate/{k}": v for k, v in metrics.items()}
     if child:
         with mlflow.start_run(experiment_id=run.info.experiment_id, run_name=f"evaluate-{run.info.run_name}",
@@ -70,6 +77,7 @@ def evaluate(run_id: str, overrides: list[str], tracking_uri: str, child: bool =
     else:
         now = int(time.time() * 1000)
         client.log_batch(run_id, metrics=[mlflow.entities.Metric(k, v, now, 0) for k, v in logged.items()])
+    announce("done")
     return metrics
 
 

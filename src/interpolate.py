@@ -1,17 +1,19 @@
 """Interpolate in a logged autoencoder's latent space and save the decoded path as one PNG grid.
 
-    python src/interpolate.py RUN_ID_OR_MODEL_URI [MORE ...] --out grid.png
-        (--indices A B [A B ...] | --images FILE_A FILE_B [...] | --pairs N [--seed S])
-        [--steps 11] [--mode linear|spherical] [--tracking-uri sqlite:///mlflow.db] [--log]
+    python src/interpolate.py RUN_ID_OR_MODEL_URI [MORE ...] [--out grid.png]
+        [--indices A B [A B ...] | --images FILE_A FILE_B [...] | --pairs N [--seed S]]
+        [--steps 11] [--mode linear|spherical] [--scale 2 | --plain] [--tracking-uri URI] [--log]
 
 The model is `runs:/RUN_ID/model` for a run id, or any model URI (`runs:/...`, `models:/NAME/VERSION`,
 `models:/NAME@ALIAS`). Endpoints come from the run's test set by index (`--indices`; each two numbers
-make one row), from N random test pairs (`--pairs N`), or from image files (`--images`; each two files
-make one row; any format Pillow reads, converted to the model's channels and resized to its H x W; needs
-no run config, so a model URI alone will do). Each row runs over `--steps` points, endpoints included.
-The grid (rows = pairs, columns = steps) is written to `--out` and its path printed; `--log` also logs
-it to the run as `interpolations/<name>.png`. Several models give one figure, a labelled grid per model,
-all on the same endpoints (taken from the first model's run): the paper's side-by-side comparison.
+make one row), from N seeded test pairs with different labels (`--pairs N`; 8 pairs by default), or
+from image files (`--images`; each two files make one row; any format Pillow reads, converted to the
+model's channels and resized to its H x W; needs no run config, so a model URI alone will do). Each
+row runs over `--steps` points, endpoints included. The figure (a row per pair: input A, the decoded
+path under its α labels, input B; `--plain`: the bare decoded frames) is written to `--out` (default
+`<run name>-interpolation.png`) and its path printed; `--log` also logs it to the run as
+`interpolations/<name>.png`. Several models give one figure, a labelled grid per model, all on the
+same endpoints (taken from the first model's run): the paper's side-by-side comparison.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from acai.config import DEFAULT_TRACKING_URI  # noqa: E402
 from acai.errors import AcaiError, ConfigError, DatasetError, TrackingError  # noqa: E402
 
 MODES = ("linear", "spherical")
+DEFAULT_PAIRS = 8
 ACCEPTED = "give an image file Pillow can read (PNG, JPEG, BMP, GIF, TIFF, WebP, ...)"
 RUNS_URI = re.compile(r"^runs:/([^/]+)(/|$)")
 
@@ -158,39 +161,20 @@ def _source_run(model_uri: str, why: str) -> str:
     return run_id
 
 
-def _test_images(client: MlflowClient, run_id: str, shape: tuple[int, int, int]) -> np.ndarray:
+def _test_images(client: MlflowClient, run_id: str, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     from acai.config import build
     from acai.data.base import Dataset, pad_to
     from acai.tracking.loading import run_config
 
     dataset = build(run_config(client, run_id).dataset, "dataset", Dataset)
-    x, _ = dataset.test_set()
+    x, y = dataset.test_set()
     x = pad_to(x, shape[0])
     if x.shape[1:] != shape:
         raise DatasetError(f"dataset={dataset.name} gives images of shape {x.shape[1:]}, but the model takes {shape}")
-    return x
+    return x, y
 
 
-def interpolate(target: str | list[str], out: str | Path, *, indices: list[int] | None = None,
-                images: list[str] | None = None, pairs: int | None = None, seed: int = 0, steps: int = 11,
-                mode: str = "linear", tracking_uri: str = DEFAULT_TRACKING_URI, log: bool = False) -> Path:
-    """Write the interpolation grid (one per model for several) to `out`; AcaiError on any bad input."""
-    targets = [target] if isinstance(target, str) else list(target)
-    if len(targets) > 1 and log:
-        raise ConfigError("--log", "with several models", "log a single model's grid; compare without --log")
-    given = [name for name, value in (("--indices", indices), ("--images", images), ("--pairs", pairs))
-             if value is not None]
-    if len(given) != 1:
-        raise ConfigError("--indices/--images/--pairs", " and ".join(given) if given else "none given",
-                          "give exactly one of --indices A B, --images FILE_A FILE_B or --pairs N")
-    if steps < 2:
-        raise ConfigError("--steps", steps, "must be >= 2 (the two endpoints)")
-    if mode not in MODES:
-        raise ConfigError("--mode", mode, f"must be one of {list(MODES)}")
-    if pairs is not None and pairs < 1:
-        raise ConfigError("--pairs", pairs, "must be >= 1")
-    index_pairs = _pairs(indices, "--indices", "3 17") if indices is not None else None
-    file_pairs = _pairs(images, "--images", "a.png b.jpg") if images is not None else None
+def _writable_png(out: str | Path) -> Path:
     out = Path(out).expanduser()
     if out.suffix.lower() != ".png":
         raise ConfigError("--out", str(out), "must be a .png file name")
@@ -200,6 +184,36 @@ def interpolate(target: str | list[str], out: str | Path, *, indices: list[int] 
         raise ConfigError("--out", str(out), f"cannot create its folder ({e.strerror})") from None
     if out.is_dir() or not os.access(out.parent, os.W_OK):
         raise ConfigError("--out", str(out), "must be a writable file path")
+    return out
+
+
+def interpolate(target: str | list[str], out: str | Path | None = None, *, indices: list[int] | None = None,
+                images: list[str] | None = None, pairs: int | None = None, seed: int = 0, steps: int = 11,
+                mode: str = "linear", tracking_uri: str = DEFAULT_TRACKING_URI, log: bool = False,
+                scale: int = 2, plain: bool = False) -> Path:
+    """Write the interpolation grid (one per model for several) to `out`; AcaiError on any bad input."""
+    targets = [target] if isinstance(target, str) else list(target)
+    if len(targets) > 1 and log:
+        raise ConfigError("--log", "with several models", "log a single model's grid; compare without --log")
+    given = [name for name, value in (("--indices", indices), ("--images", images), ("--pairs", pairs))
+             if value is not None]
+    if len(given) > 1:
+        raise ConfigError("--indices/--images/--pairs", " and ".join(given),
+                          "give one of --indices A B, --images FILE_A FILE_B or --pairs N")
+    if not given:
+        pairs = DEFAULT_PAIRS
+    if scale < 1:
+        raise ConfigError("--scale", scale, "must be >= 1 (how many times the figure is enlarged)")
+    if steps < 2:
+        raise ConfigError("--steps", steps, "must be >= 2 (the two endpoints)")
+    if mode not in MODES:
+        raise ConfigError("--mode", mode, f"must be one of {list(MODES)}")
+    if pairs is not None and pairs < 1:
+        raise ConfigError("--pairs", pairs, "must be >= 1")
+    index_pairs = _pairs(indices, "--indices", "3 17") if indices is not None else None
+    file_pairs = _pairs(images, "--images", "a.png b.jpg") if images is not None else None
+    if out is not None:
+        out = _writable_png(out)
     opened = [[read_image(f) for f in pair] for pair in file_pairs] if file_pairs else None  # fail fast
 
     client = _open_store(tracking_uri)
@@ -211,13 +225,16 @@ def interpolate(target: str | list[str], out: str | Path, *, indices: list[int] 
     else:
         if run_id is None:
             run_id = _source_run(model_uri, "--indices/--pairs (the run's test set)")
-        ends = _test_pairs(_test_images(client, run_id, shape), index_pairs, pairs, seed)
+        ends = _test_pairs(*_test_images(client, run_id, shape), index_pairs, pairs, seed)
     for uri, _, other in sources[1:]:
         if tuple(other.input_shape[1:]) != shape:
             raise TrackingError(f"model {uri!r} takes {tuple(other.input_shape[1:])} images, the first takes "
                                 f"{shape}: models compared in one figure must share a dataset and image size")
 
-    grids = [_path_grid(m, ends, steps, mode) for _, _, m in sources]
+    if out is None:  # <run name>-interpolation.png in the current folder
+        name = re.sub(r"[^\w.-]+", "_", _label(client, model_uri, run_id))
+        out = _writable_png(f"{name}-interpolation.png")
+    grids = [_grid(_path_frames(m, ends, steps, mode), ends, mode, scale, plain) for _, _, m in sources]
     try:
         if len(grids) == 1:
             Image.fromarray(grids[0]).save(out, format="PNG")
@@ -254,33 +271,48 @@ def _source(target: str, client: MlflowClient, tracking_uri: str):
     return model_uri, run_id, model
 
 
-def _test_pairs(x: np.ndarray, index_pairs: list[tuple] | None, pairs: int | None, seed: int) -> np.ndarray:
-    """Endpoint images [rows, 2, H, W, C] from the test set, by index or as random pairs."""
+def _test_pairs(x: np.ndarray, y: np.ndarray, index_pairs: list[tuple] | None, pairs: int | None,
+                seed: int) -> np.ndarray:
+    """Endpoint images [rows, 2, H, W, C] from the test set: by index, or N seeded pairs whose two images
+    differ in label (class, or angle bin on lines), so that every row shows a real interpolation."""
     n = len(x)
     if pairs is not None:
         if n < 2:
             raise DatasetError(f"the run's test set has {n} image(s); --pairs needs at least 2")
         rng = np.random.default_rng(seed)
-        a = rng.integers(0, n, pairs)
-        index_pairs = list(zip(a, (a + rng.integers(1, n, pairs)) % n))
+        a = rng.choice(n, pairs, replace=pairs > n)
+        index_pairs = []
+        for i in a:
+            others = np.flatnonzero(y != y[i])
+            others = others if len(others) else np.delete(np.arange(n), i)  # one label only: any other image
+            index_pairs.append((int(i), int(rng.choice(others))))
     bad = sorted({i for pair in index_pairs for i in pair if not 0 <= i < n})
     if bad:
         raise DatasetError(f"--indices {bad}: out of range; the run's test set has {n} images (0..{n - 1})")
     return x[np.array(index_pairs)]
 
 
-def _path_grid(model, ends: np.ndarray, steps: int, mode: str) -> np.ndarray:
-    """Encode the endpoints, walk the latent path, decode: one uint8 grid, a row per pair."""
+def _path_frames(model, ends: np.ndarray, steps: int, mode: str) -> np.ndarray:
+    """Encode the endpoints, walk the latent path, decode: frames [rows, steps, H, W, C] in [-1, 1]."""
     from acai.evaluation.interpolation import lerp, slerp
     from acai.networks.inference import predict
-    from acai.tracking.plots import image_grid
 
     rows, shape = len(ends), ends.shape[2:]
     z = predict(model.get_layer("encode"), ends.reshape((2 * rows,) + shape))
     z = z.reshape((rows, 2) + z.shape[1:])
     path = (lerp if mode == "linear" else slerp)(z[:, 0], z[:, 1], steps).astype(np.float32)
     frames = predict(model.get_layer("decode"), path.reshape((rows * steps,) + z.shape[2:]))
-    return image_grid(frames.reshape((rows, steps) + frames.shape[1:]))
+    return frames.reshape((rows, steps) + frames.shape[1:])
+
+
+def _grid(frames: np.ndarray, ends: np.ndarray, mode: str, scale: int, plain: bool) -> np.ndarray:
+    """The figure: inputs A and B around the decoded path under α labels; `plain`: the bare frames."""
+    from acai.tracking.plots import INTERPOLATION_CAPTION, image_grid, interpolation_grid
+
+    if plain:
+        return image_grid(frames)
+    caption = INTERPOLATION_CAPTION if mode == "linear" else "decode(slerp(z(A), z(B), α)), A and B the inputs"
+    return interpolation_grid(ends[:, 0], frames, ends[:, 1], scale, caption)
 
 
 def _label(client: MlflowClient, model_uri: str, run_id: str | None) -> str:
@@ -319,13 +351,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="test-set indices, two per row: --indices 3 17 [5 9 ...]")
     parser.add_argument("--images", nargs="+", metavar="FILE",
                         help="image files, two per row: --images a.png b.jpg [...]")
-    parser.add_argument("--pairs", type=int, metavar="N", help="N random pairs from the run's test set")
+    parser.add_argument("--pairs", type=int, metavar="N", help=f"N seeded pairs of test images with different "
+                        f"labels (classes, or angle bins on lines); the default, with N={DEFAULT_PAIRS}")
     parser.add_argument("--seed", type=int, default=0, help="seed for --pairs (default 0)")
     parser.add_argument("--steps", type=int, default=11, help="points per row, endpoints included (default 11)")
     parser.add_argument("--mode", choices=MODES, default="linear", help="linear (lerp) or spherical (slerp)")
-    parser.add_argument("--out", required=True, help="the PNG to write, e.g. grid.png")
+    parser.add_argument("--out", help="the PNG to write (default: <run name>-interpolation.png here)")
     parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
                         help="the MLflow store (default: mlflow.db in the repository root)")
+    parser.add_argument("--scale", type=int, default=2, help="enlarge the figure this many times (default 2)")
+    parser.add_argument("--plain", action="store_true",
+                        help="the decoded frames only: no inputs, labels or enlargement (border 1 px)")
     parser.add_argument("--log", action="store_true", help="also log the PNG to the run under interpolations/")
     try:
         args = parser.parse_args(argv)
@@ -334,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = interpolate(args.model, args.out, indices=args.indices, images=args.images, pairs=args.pairs,
                           seed=args.seed, steps=args.steps, mode=args.mode, tracking_uri=args.tracking_uri,
-                          log=args.log)
+                          log=args.log, scale=args.scale, plain=args.plain)
     except AcaiError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

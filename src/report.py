@@ -46,6 +46,7 @@ from mlflow.tracking import MlflowClient
 
 from acai.config import DEFAULT_TRACKING_URI  # noqa: E402
 from acai.errors import AcaiError, ConfigError, TrackingError
+from acai.evaluation.summary import finite_median
 from acai.locks import run_state
 from acai.tracking.mlflow_run import open_store as open_existing_store
 
@@ -204,9 +205,7 @@ def median_of_last(history: Iterable[Metric], n: int = LAST) -> float:
     for m in history:
         if m.step not in by_step or m.timestamp >= by_step[m.step].timestamp:
             by_step[m.step] = m
-    values = np.array([by_step[s].value for s in sorted(by_step)][-n:], dtype=float)
-    values = values[np.isfinite(values)]
-    return float(np.median(values)) if len(values) else math.nan
+    return finite_median([by_step[s].value for s in sorted(by_step)][-n:])
 
 
 def _latent(value: str) -> int | str:

@@ -40,7 +40,7 @@ def main(cfg: DictConfig) -> float | None:
     try:
         if "optuna" in str(hydra_cfg.sweeper.get("_target_", "")).lower() and not cfg.tracking.objective:
             raise ConfigError("tracking.objective", None, "an Optuna sweep needs the logged metric to optimise, "
-                              "e.g. tracking.objective=median20/mean_distance")
+                              "e.g. tracking.objective=summary/mean_distance")
         if cfg.resume:
             ignored = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0].lstrip("+~") not in WITH_RESUME]
             if ignored:

@@ -113,7 +113,7 @@ def test_train_rows(compose_cfg, tmp_path, name, overrides, pattern):
     uri = cfg.tracking.uri
     if "not writable" not in pattern and not uri.startswith("http"):  # nothing trained: no run was started
         client = MlflowClient(uri)
-        exp = client.get_experiment_by_name("acai")
+        exp = client.get_experiment_by_name("smoke")
         assert exp is None or not client.search_runs([exp.experiment_id])
 
 
@@ -121,7 +121,7 @@ def test_corrupt_checkpoint_row(compose_cfg, tmp_path):
     cfg = compose_cfg("experiment=smoke", "model=mlp", f"trainer.checkpoint_dir={tmp_path}/ck")
     key = config_key(cfg)
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    exp = client.create_experiment("acai", artifact_location=(tmp_path / "mlruns").as_uri())
+    exp = client.create_experiment("smoke", artifact_location=(tmp_path / "mlruns").as_uri())
     client.create_run(exp, tags={"acai.config_key": key})  # an unfinished run of this config
     folder = tmp_path / "ck" / key
     folder.mkdir(parents=True)
@@ -168,7 +168,7 @@ def test_a_full_disk_is_one_line_and_the_run_is_not_left_running(compose_cfg, tm
         subprocess.run(["umount", "-l", str(full)], check=False)
     assert "\n" not in str(info.value)
     client = MlflowClient(cfg.tracking.uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("acai").experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
     assert run.info.status == "FAILED"
 
 

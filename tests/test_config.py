@@ -3,7 +3,7 @@
 import itertools
 
 import pytest
-from conftest import CONF, DATASETS, MODELS
+from conftest import CONF, DATASETS, MODELS, ROOT
 from hydra.errors import ConfigCompositionException
 
 from acai.config import TrainerConfig, build
@@ -76,3 +76,21 @@ def test_unknown_target_is_refused(compose_cfg):
 def test_training_length_rounds_to_whole_evaluations():
     t = TrainerConfig(batch_size=64, total_samples=65536, eval_every=16384)
     assert (t.steps_per_eval, t.evaluations, t.total_steps) == (256, 4, 1024)
+
+
+def test_default_store_checkpoints_and_outputs_are_in_the_repository_root_from_any_folder(tmp_path, monkeypatch):
+    """Running from src/ (or anywhere) must not start a second store that `mlflow ui` at the root misses."""
+    from hydra import compose, initialize_config_dir
+
+    from acai.config import DEFAULT_TRACKING_URI, PROJECT_ROOT
+
+    assert PROJECT_ROOT == ROOT
+    monkeypatch.chdir(tmp_path)
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", return_hydra_config=True)
+        smoke = compose("config", overrides=["experiment=smoke"])
+    assert cfg.tracking.uri == f"sqlite:///{ROOT}/mlflow.db" == DEFAULT_TRACKING_URI
+    assert cfg.tracking.artifact_location == f"{ROOT}/mlruns"
+    assert cfg.trainer.checkpoint_dir == f"{ROOT}/checkpoints"
+    assert cfg.hydra.run.dir.startswith(f"{ROOT}/outputs/") and cfg.hydra.sweep.dir.startswith(f"{ROOT}/multirun/")
+    assert cfg.tracking.experiment == "acai" and smoke.tracking.experiment == "smoke"

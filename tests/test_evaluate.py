@@ -22,8 +22,14 @@ def lines_run(compose_cfg):
 def test_evaluate_writes_metrics_to_the_run_and_prints_a_table(lines_run, capsys):
     cfg, run_id = lines_run
     assert evaluate.main([run_id, "--tracking-uri", cfg.tracking.uri, "evaluation.cluster=false"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "| mean_distance" in out and "| latent_accuracy" in out
+    # progress by phase on stderr, each line time-stamped: "[   1.2 s] decode 8 interpolations"
+    phases = [line.split("] ", 1)[1] for line in captured.err.splitlines() if line.startswith("[")]
+    assert phases[0] == f"loading run {run_id}, its model and its dataset" and phases[-2:] == ["logging the results",
+                                                                                                "done"]
+    assert any(p.startswith("decode ") for p in phases) and any(p.startswith("Mean Distance") for p in phases)
     metrics = MlflowClient(resolve_uri(cfg.tracking.uri)).get_run(run_id).data.metrics
     assert {"evaluate/mean_distance", "evaluate/smoothness", "evaluate/latent_accuracy"} <= set(metrics)
     # the test set is fixed, so a re-evaluation reproduces the run's own last evaluation

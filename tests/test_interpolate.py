@@ -2,6 +2,7 @@
 
 import os
 import sys
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -73,7 +74,7 @@ def cli(run, *args: str) -> int:
 
 def test_index_pairs_make_a_grid_whose_ends_are_the_reconstructions(run, test_images, tmp_path, capsys):
     out = tmp_path / "sub" / "grid.png"
-    assert cli(run, "--indices", "3", "17", "5", "9", "--steps", "7", "--out", str(out)) == 0
+    assert cli(run, "--indices", "3", "17", "5", "9", "--steps", "7", "--plain", "--out", str(out)) == 0
     assert capsys.readouterr().out.strip() == str(out)
     assert Image.open(out).format == "PNG" and Image.open(out).size == (7 * 33 + 1, 2 * 33 + 1)
     grid = cells(out, 2, 7)
@@ -85,8 +86,9 @@ def test_index_pairs_make_a_grid_whose_ends_are_the_reconstructions(run, test_im
 
 def test_spherical_mode_keeps_the_ends_and_changes_the_middle(run, test_images, tmp_path):
     linear, spherical = tmp_path / "lerp.png", tmp_path / "slerp.png"
-    assert cli(run, "--indices", "0", "1", "--steps", "5", "--out", str(linear)) == 0
-    assert cli(run, "--indices", "0", "1", "--steps", "5", "--mode", "spherical", "--out", str(spherical)) == 0
+    assert cli(run, "--indices", "0", "1", "--steps", "5", "--plain", "--out", str(linear)) == 0
+    assert cli(run, "--indices", "0", "1", "--steps", "5", "--mode", "spherical", "--plain",
+               "--out", str(spherical)) == 0
     lerp_grid, slerp_grid = cells(linear, 1, 5), cells(spherical, 1, 5)
     recon = reconstruct(run[2], test_images[[0, 1]])
     assert close(slerp_grid[0, 0], recon[0]) and close(slerp_grid[0, -1], recon[1])
@@ -95,10 +97,30 @@ def test_spherical_mode_keeps_the_ends_and_changes_the_middle(run, test_images, 
 
 def test_random_pairs_are_seeded(run, tmp_path):
     a, b = tmp_path / "a.png", tmp_path / "b.png"
-    assert cli(run, "--pairs", "3", "--steps", "2", "--seed", "4", "--out", str(a)) == 0
-    assert cli(run, "--pairs", "3", "--steps", "2", "--seed", "4", "--out", str(b)) == 0
+    assert cli(run, "--pairs", "3", "--steps", "2", "--seed", "4", "--plain", "--out", str(a)) == 0
+    assert cli(run, "--pairs", "3", "--steps", "2", "--seed", "4", "--plain", "--out", str(b)) == 0
     assert Image.open(a).size == (2 * 33 + 1, 3 * 33 + 1)
     assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+
+
+def test_without_pairs_it_picks_pairs_of_different_angles_and_names_the_file(run, tmp_path, monkeypatch, capsys):
+    """`python src/interpolate.py RUN_ID` alone: 8 pairs, each of two lines in different angle bins,
+    drawn as the labelled figure (inputs A and B around the α-labelled path), enlarged twice."""
+    from acai.data.lines import Lines
+
+    monkeypatch.chdir(tmp_path)
+    uri, run_id, _ = run
+    assert interpolate.main([run_id, "--tracking-uri", uri]) == 0
+    out = Path(capsys.readouterr().out.strip())
+    assert out == Path("acai-lines-conv-z64-s0-interpolation.png") and out.exists()
+    x, y = Lines(test_size=300).test_set()
+    ends = interpolate._test_pairs(x, y, None, interpolate.DEFAULT_PAIRS, 0)
+    assert len(ends) == 8
+    for a, b in ends:
+        (i,), (j,) = [np.flatnonzero((x == e).all(axis=(1, 2, 3)))[:1] for e in (a, b)]
+        assert y[i] != y[j]
+    width, height = Image.open(out).size
+    assert width >= 2 * (11 + 2) * 33 and height > 2 * 8 * 33  # 13 columns twice as large, plus the labels
 
 
 def write_images(folder):
@@ -113,7 +135,7 @@ def write_images(folder):
 def test_image_files_work_for_a_grayscale_model(run, tmp_path):
     gray, colour = write_images(tmp_path)
     out = tmp_path / "files.png"
-    assert cli(run, "--images", str(gray), str(colour), "--steps", "4", "--out", str(out)) == 0
+    assert cli(run, "--images", str(gray), str(colour), "--steps", "4", "--plain", "--out", str(out)) == 0
     grid = cells(out, 1, 4)
     x = np.stack([interpolate.load_image(gray, SHAPE), interpolate.load_image(colour, SHAPE)])
     recon = reconstruct(run[2], x)
@@ -127,7 +149,7 @@ def test_model_uri_works_with_image_files_and_finds_its_run_for_indices(run, tmp
     gray, colour = write_images(tmp_path)
     out = tmp_path / "registered.png"
     assert interpolate.main(["models:/tiny-ae/1", "--tracking-uri", uri, "--images", str(gray), str(colour),
-                             "--steps", "3", "--out", str(out)]) == 0
+                             "--steps", "3", "--plain", "--out", str(out)]) == 0
     assert Image.open(out).size == (3 * 33 + 1, 34)
     assert interpolate.main(["models:/tiny-ae/1", "--tracking-uri", uri, "--indices", "1", "2",
                              "--out", str(out)]) == 0
@@ -163,8 +185,8 @@ def test_a_file_that_is_not_an_image_is_a_clear_error(run, tmp_path, capsys):
     (["--indices", "-1", "2"], "g.png", "out of range"),
     (["--indices", "3"], "g.png", "an even number of values"),
     (["--indices", "3", "4", "--steps", "1"], "g.png", "--steps=1"),
-    ([], "g.png", "give exactly one of"),
-    (["--indices", "3", "4", "--images", "a.png", "b.png"], "g.png", "give exactly one of"),
+    (["--indices", "3", "4", "--images", "a.png", "b.png"], "g.png", "give one of"),
+    (["--indices", "3", "4", "--scale", "0"], "g.png", "--scale=0"),
     (["--indices", "3", "4"], "g.jpg", "must be a .png"),
 ])
 def test_bad_arguments_are_clear_errors(run, tmp_path, capsys, args, out, message):

@@ -46,7 +46,7 @@ def wait_for(condition, timeout: float = 240, what: str = "") -> None:
 
 def runs(tmp: Path):
     client = MlflowClient(f"sqlite:///{tmp}/mlflow.db")
-    exp = client.get_experiment_by_name("acai")
+    exp = client.get_experiment_by_name("smoke")
     return client, (client.search_runs([exp.experiment_id]) if exp else [])
 
 

@@ -64,7 +64,7 @@ def test_nan_loss_stops_with_the_loss_and_step_named_and_a_failed_run(compose_cf
     with pytest.raises(TrainingError, match=r"loss '\w+' became (nan|inf) at step \d+"):
         train(cfg)
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    [run] = client.search_runs([client.get_experiment_by_name("acai").experiment_id])
+    [run] = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
     assert run.info.status == "FAILED"
     assert "train/loss" in run.data.metrics or run.data.params
 
@@ -88,7 +88,7 @@ def test_rerun_sweep_finds_its_runs_and_can_skip_finished_ones(compose_cfg, tmp_
     first = train(cfg_a)
     assert train(cfg_b) == first  # already finished: skipped, nothing new logged
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    experiment = client.get_experiment_by_name("acai").experiment_id
+    experiment = client.get_experiment_by_name("smoke").experiment_id
     assert [r.info.run_id for r in client.search_runs([experiment])] == [first]
     repeat = train(compose_cfg(*base, "tracking.sweep=multirun/rerun"))  # default: a rerun repeats it
     assert repeat != first and len(client.search_runs([experiment])) == 2

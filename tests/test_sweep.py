@@ -37,8 +37,8 @@ def tail(text: str, n: int = 3000) -> str:
 
 def runs_of(client: MlflowClient) -> list:
     """Training runs only: the report test adds a summary run to the same store."""
-    experiment = client.get_experiment_by_name("acai")
-    assert experiment is not None, "no experiment `acai` in the store"
+    experiment = client.get_experiment_by_name("smoke")  # experiment=smoke runs go to their own experiment
+    assert experiment is not None, "no experiment `smoke` in the store"
     return [r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("acai.report") != "true"]
 
 
@@ -82,8 +82,8 @@ def test_multirun_logs_one_finished_run_per_job_tagged_with_the_sweep(sweep):
 def test_report_on_the_sweep_matches_a_hand_computation(sweep, capsys):
     tmp, sweep_dir, client, _ = sweep
     out = tmp / "reports"
-    assert report.main(["--tracking-uri", f"sqlite:///{tmp}/mlflow.db", "--sweep", str(sweep_dir),
-                        "--out", str(out)]) == 0
+    assert report.main(["--tracking-uri", f"sqlite:///{tmp}/mlflow.db", "--experiment", "smoke",
+                        "--sweep", str(sweep_dir), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert f"sweep `{sweep_dir}`" in printed and "4 finished runs, 1 setting(s)" in printed
 
@@ -126,7 +126,7 @@ def test_report_on_the_sweep_matches_a_hand_computation(sweep, capsys):
 def test_two_jobs_logging_to_one_store_at_once_both_complete(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     (tmp_path / "mlruns").mkdir()
-    MlflowClient(uri).create_experiment("acai", artifact_location=(tmp_path / "mlruns").as_uri())
+    MlflowClient(uri).create_experiment("smoke", artifact_location=(tmp_path / "mlruns").as_uri())
     procs = {seed: subprocess.Popen([*TRAIN, "regularizer=acai", f"seed={seed}", *TINY, *store(tmp_path)],
                                     cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for seed in (0, 1)}

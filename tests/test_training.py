@@ -39,12 +39,15 @@ def check_run(cfg, run_id, lines: bool):
     assert params["model.latent_dim"] == str(cfg.model.latent_dim)  # resolved, not "${dataset.latent_dim}"
     metrics = run.data.metrics
     expected = {"train/loss", "train/reconstruction", "eval/reconstruction_error", "eval/latent_accuracy",
-                "median20/latent_accuracy", "eval/cluster_accuracy", "eval/cluster_accuracy_pixels",
-                "eval/probe_accuracy", "time/images_per_second"}
+                "summary/latent_accuracy", "summary/evaluations", "eval/cluster_accuracy",
+                "eval/cluster_accuracy_pixels", "eval/probe_accuracy", "time/images_per_second"}
     if lines:
-        expected |= {"eval/mean_distance", "eval/mean_distance_x1e3", "eval/smoothness", "median20/smoothness"}
+        expected |= {"eval/mean_distance", "eval/mean_distance_x1e3", "eval/smoothness", "summary/smoothness"}
     assert expected <= set(metrics), expected - set(metrics)
     assert all(np.isfinite(v) for k, v in metrics.items() if k.startswith("train/"))
+    assert not [k for k in metrics if k.startswith("median20/")]  # 2 evaluations: no median of 20 to give
+    assert metrics["summary/evaluations"] == 1
+    assert metrics["summary/latent_accuracy"] == metrics["final/latent_accuracy"]
     history = client.get_metric_history(run_id, "eval/reconstruction_error")
     assert [m.step for m in history] == [32, 64]
     files = artifacts(client, run_id)

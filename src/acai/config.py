@@ -118,10 +118,11 @@ class EvaluationConfig:
     cluster_pixels: bool = True
     grid_pairs: int = 8
     grid_steps: int = 11
+    grid_scale: int = 2  # logged grids are enlarged this many times, labels sized to match
     reconstructions: int = 16
 
     def __post_init__(self) -> None:
-        _positive("evaluation", self, "interpolation_pairs", "reference_lines", "median_of_last",
+        _positive("evaluation", self, "interpolation_pairs", "reference_lines", "median_of_last", "grid_scale",
                   "cluster_train_size", "kmeans_restarts", "kmeans_max_iter", "grid_pairs", "reconstructions")
         if self.kmeans_seed < 0:
             raise ConfigError("evaluation.kmeans_seed", self.kmeans_seed, "must be >= 0 (scikit-learn's random_state)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import tensorflow as tf
@@ -17,6 +18,8 @@ class Dataset:
     `latent_width` and `latent_dim` are the paper's conv-model settings for this dataset; the model
     configs interpolate them so `dataset=mnist model=conv` gets the paper's 4x4 latent grid.
     """
+
+    label_name: ClassVar[str] = "class"  # what a label means, for plots
 
     _target_: str = ""
     name: str = ""

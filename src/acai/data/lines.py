@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import tensorflow as tf
@@ -78,6 +79,8 @@ def random_angles(seed: int, index: int, n: int) -> np.ndarray:
 @dataclass
 class Lines(Dataset):
     """Generated lines: no download, fresh training lines every batch, a fixed seeded test set."""
+
+    label_name: ClassVar[str] = "angle bin"  # labels: the angle in 10 bins of 36 degrees
 
     _target_: str = "acai.data.lines.Lines"
     name: str = "lines"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import keras
@@ -26,6 +29,8 @@ class Evaluator:
     seed: int = 0
     x_test: np.ndarray = field(init=False)
     y_test: np.ndarray = field(init=False)
+    announce: Callable[[str], None] | None = None  # told each phase as it starts (src/evaluate.py's progress)
+    timings: dict[str, float] = field(init=False, default_factory=dict)  # seconds per phase, summed
     _pixel_accuracy: float | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -34,6 +39,17 @@ class Evaluator:
             raise DatasetError(f"dataset={self.dataset.name} has {len(x)} test image(s); an evaluation needs at "
                                "least 2 (it interpolates between pairs)")
         self.x_test = pad_to(x, self.image_size)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time one part of an evaluation (and announce it): where an evaluation's seconds go."""
+        if self.announce is not None:
+            self.announce(name)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
 
     @property
     def scores_interpolations(self) -> bool:
@@ -49,16 +65,20 @@ class Evaluator:
 
     def evaluate(self, encode: keras.Model, decode: keras.Model, classifier: keras.Model | None = None,
                  cluster: bool = False) -> dict[str, float]:
-        latents = predict(encode, self.x_test)
-        recon = predict(decode, latents)
+        with self.phase(f"encode and reconstruct {len(self.x_test):,} test images"):
+            latents = predict(encode, self.x_test)
+            recon = predict(decode, latents)
         metrics = {"reconstruction_error": float(np.mean((recon - self.x_test) ** 2))}
         if classifier is not None:
-            logits = predict(classifier, latents)
+            with self.phase("latent classifier"):
+                logits = predict(classifier, latents)
             metrics["latent_accuracy"] = float(np.mean(np.argmax(logits, -1) == self.y_test) * 100)
         if self.scores_interpolations:
-            frames = self.interpolation_frames(encode, decode, self.cfg.interpolation_pairs,
-                                               self.cfg.interpolation_frames, latents)
-            scores = score_interpolations(frames, self.cfg.reference_lines)
+            with self.phase(f"decode {self.cfg.interpolation_pairs} interpolations"):
+                frames = self.interpolation_frames(encode, decode, self.cfg.interpolation_pairs,
+                                                   self.cfg.interpolation_frames, latents)
+            with self.phase(f"Mean Distance and Smoothness against {self.cfg.reference_lines:,} reference lines"):
+                scores = score_interpolations(frames, self.cfg.reference_lines)
             metrics["mean_distance"] = scores.mean_distance
             metrics["mean_distance_x1e3"] = scores.mean_distance * 1e3
             metrics["smoothness"] = scores.smoothness
@@ -69,16 +89,20 @@ class Evaluator:
     def clustering(self, encode: keras.Model, test_latents: np.ndarray) -> dict[str, float]:
         """K-means accuracy (%) on latents, and once per evaluator on raw pixels as the reference point;
         plus a logistic-regression probe on the same frozen train latents."""
-        x_train, y_train = self.dataset.train_set(self.cfg.cluster_train_size)
-        x_train = pad_to(x_train, self.image_size)
+        with self.phase(f"encode {self.cfg.cluster_train_size:,} training images"):
+            x_train, y_train = self.dataset.train_set(self.cfg.cluster_train_size)
+            x_train = pad_to(x_train, self.image_size)
+            train_latents = predict(encode, x_train)
         k = self.dataset.num_classes
         kwargs = dict(n_clusters=k, restarts=self.cfg.kmeans_restarts, max_iter=self.cfg.kmeans_max_iter,
                       seed=self.cfg.kmeans_seed)
-        train_latents = predict(encode, x_train)
-        out = {"cluster_accuracy": 100 * cluster_accuracy(train_latents, test_latents, self.y_test, **kwargs),
-               "probe_accuracy": 100 * probe_accuracy(train_latents, y_train, test_latents, self.y_test, self.seed)}
+        with self.phase(f"K-means on the latents ({self.cfg.kmeans_restarts} restarts)"):
+            out = {"cluster_accuracy": 100 * cluster_accuracy(train_latents, test_latents, self.y_test, **kwargs)}
+        with self.phase("linear probe"):
+            out["probe_accuracy"] = 100 * probe_accuracy(train_latents, y_train, test_latents, self.y_test, self.seed)
         if self.cfg.cluster_pixels:
             if self._pixel_accuracy is None:
-                self._pixel_accuracy = 100 * cluster_accuracy(x_train, self.x_test, self.y_test, **kwargs)
+                with self.phase(f"K-means on the pixels ({self.cfg.kmeans_restarts} restarts, once)"):
+                    self._pixel_accuracy = 100 * cluster_accuracy(x_train, self.x_test, self.y_test, **kwargs)
             out["cluster_accuracy_pixels"] = self._pixel_accuracy
         return out

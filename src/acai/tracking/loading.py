@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import importlib
-import os
 import pkgutil
 import posixpath
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -20,24 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from acai.errors import TrackingError
 from acai.locks import run_state
+from acai.tracking.mlflow_run import quiet_download
 
 CLASSIFIER_ARTIFACT = "latent_classifier/latent_classifier.keras"
-PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-
-
-@contextmanager
-def quiet_download() -> Iterator[None]:
-    """No MLflow progress bar while fetching a config or a model of a few MB: it would only put noise on
-    stderr ahead of the tools' one-line errors. Scoped to the download, so the rest of the process (a
-    training run's uploads) keeps MLflow's default; a user who set the variable keeps their choice."""
-    if PROGRESS_BAR in os.environ:
-        yield
-        return
-    os.environ[PROGRESS_BAR] = "false"
-    try:
-        yield
-    finally:
-        os.environ.pop(PROGRESS_BAR, None)
 
 
 def register_custom_layers() -> None:

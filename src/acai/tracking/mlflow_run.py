@@ -23,11 +23,26 @@ from omegaconf import DictConfig, OmegaConf
 from acai.config import TrackingConfig
 from acai.errors import ConfigError, TrackingError
 from acai.locks import store_lock
-from acai.tracking.loading import quiet_download
 
 LOCAL_SCHEMES = ("sqlite:///",)
+PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 MLFLOW_NAGS = re.compile("Add type hints to the `predict` method|An input example was not provided")
 INTERPOLATOR_CODE = Path(__file__).resolve().parents[1] / "serving" / "interpolator.py"
+
+
+@contextmanager
+def quiet_download() -> Iterator[None]:
+    """No MLflow progress bar while fetching a config or a model of a few MB: it would only put noise on
+    stderr ahead of the tools' one-line errors. Scoped to the download, so the rest of the process (a
+    training run's uploads) keeps MLflow's default; a user who set the variable keeps their choice."""
+    if PROGRESS_BAR in os.environ:
+        yield
+        return
+    os.environ[PROGRESS_BAR] = "false"
+    try:
+        yield
+    finally:
+        os.environ.pop(PROGRESS_BAR, None)
 
 
 def resolve_uri(uri: str) -> str:
@@ -160,7 +175,7 @@ def run_metric(run_id: str, name: str) -> float:
     """The latest value of a run's metric, for a sweeper that optimises it (`tracking.objective`)."""
     metrics = MlflowClient().get_run(run_id).data.metrics
     if name not in metrics:
-        summaries = sorted(k for k in metrics if k.startswith(("final/", "median20/")))
+        summaries = sorted(k for k in metrics if k.startswith(("final/", "summary/")))
         raise ConfigError("tracking.objective", name, f"a metric this run logged, e.g. {', '.join(summaries)}")
     return float(metrics[name])
 

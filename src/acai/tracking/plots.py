@@ -7,7 +7,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 
 
@@ -28,18 +30,67 @@ def image_grid(images: np.ndarray, border: int = 1) -> np.ndarray:
     return canvas[..., 0] if c == 1 else canvas
 
 
-def reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
-    """Two rows: test images above, their reconstructions below."""
-    return image_grid(np.stack([originals, reconstructions]))
+LABEL_FONT = font_manager.findfont("DejaVu Sans")  # shipped with matplotlib; has α and ·
 
 
-def latent_scatter(latents: np.ndarray, labels: np.ndarray, title: str) -> Figure:
+def labelled_grid(images: np.ndarray, columns: list[str] | None = None, rows: list[str] | None = None,
+                  caption: str | None = None, scale: int = 2) -> np.ndarray:
+    """`image_grid` enlarged `scale` times (nearest neighbour, pixels stay sharp), with a caption line,
+    a label above each column and one left of each row: a figure that says what it shows."""
+    grid = image_grid(images)
+    grid = np.repeat(np.repeat(grid, scale, 0), scale, 1)
+    n_rows, n_cols, h, w = images.shape[:4]
+    font = ImageFont.truetype(LABEL_FONT, size=6 + 5 * scale)
+    line = font.size + 4
+    left = 4 + max((int(font.getlength(r)) + 6 for r in rows or []), default=0)
+    top = line * ((caption is not None) + (columns is not None))
+    width = max(left + grid.shape[1], left + int(font.getlength(caption or "")) + 4)
+    canvas = Image.new("L" if grid.ndim == 2 else "RGB", (width, top + grid.shape[0]), "white")
+    canvas.paste(Image.fromarray(grid), (left, top))
+    draw = ImageDraw.Draw(canvas)
+    if caption is not None:
+        draw.text((left, 2), caption, fill="black", font=font)
+    for q, label in enumerate(columns or []):  # centred over its cell
+        centre = left + scale * (1 + q * (w + 1) + w / 2)
+        draw.text((centre, top - 2), label, fill="black", font=font, anchor="mb")
+    for r, label in enumerate(rows or []):
+        middle = top + scale * (1 + r * (h + 1) + h / 2)
+        draw.text((left - 6, middle), label, fill="black", font=font, anchor="rm")
+    return np.asarray(canvas)
+
+
+def alpha_labels(steps: int) -> list[str]:
+    """Column labels of an interpolation: 'α=0', '0.1', ..., '0.9', 'α=1'."""
+    t = np.linspace(0.0, 1.0, steps)
+    return ["α=0"] + [f"{a:.2g}" for a in t[1:-1]] + ["α=1"]
+
+
+INTERPOLATION_CAPTION = "decode((1-α)·z(A) + α·z(B)), A and B the input images"
+
+
+def interpolation_grid(a: np.ndarray | None, frames: np.ndarray, b: np.ndarray | None, scale: int = 2,
+                       caption: str = INTERPOLATION_CAPTION) -> np.ndarray:
+    """Rows of [input A | decoded frames along α | input B] ([N, H, W, C] ends, [N, steps, ...] frames);
+    without the inputs, the frames alone under their α labels."""
+    steps = frames.shape[1]
+    if a is None or b is None:
+        return labelled_grid(frames, alpha_labels(steps), caption=caption, scale=scale)
+    cells = np.concatenate([a[:, None], frames, b[:, None]], axis=1)
+    return labelled_grid(cells, ["A", *alpha_labels(steps), "B"], caption=caption, scale=scale)
+
+
+def reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray, scale: int = 2) -> np.ndarray:
+    """Two labelled rows: test images above, their reconstructions below."""
+    return labelled_grid(np.stack([originals, reconstructions]), rows=["input", "reconstruction"], scale=scale)
+
+
+def latent_scatter(latents: np.ndarray, labels: np.ndarray, title: str, label_name: str = "class") -> Figure:
     """The test set's latents projected on their first two principal components, coloured by label."""
     flat = latents.reshape(len(latents), -1)
     xy = PCA(n_components=2, random_state=0).fit_transform(flat) if flat.shape[1] > 2 else flat
     fig, ax = plt.subplots(figsize=(6, 5))
     points = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=4, alpha=0.7)
-    fig.colorbar(points, ax=ax, label="label")
+    fig.colorbar(points, ax=ax, label=label_name)
     ax.set(title=title, xlabel="PC 1", ylabel="PC 2")
     fig.tight_layout()
     return fig

@@ -13,14 +13,14 @@ from contextlib import contextmanager
 import keras
 import matplotlib.pyplot as plt
 import mlflow
-import numpy as np
 
 from acai.console import SHOWN, duration, metrics_line
 from acai.errors import Interrupted, TrainingError
 from acai.evaluation.evaluator import Evaluator
 from acai.evaluation.interpolation import mix_weights
+from acai.evaluation.summary import end_of_training_summary
 from acai.networks.inference import predict
-from acai.tracking.plots import critic_path, image_grid, reconstruction_grid
+from acai.tracking.plots import critic_path, interpolation_grid, reconstruction_grid
 
 
 class SampleClock(keras.callbacks.Callback):
@@ -113,8 +113,7 @@ class Evaluate(SampleClock):
         self.log_images(model, samples)
         for key, value in metrics.items():
             self.history.setdefault(key, []).append(value)
-        n = ev.cfg.median_of_last
-        summary = {f"median{n}/{k}": float(np.median(v[-n:])) for k, v in self.history.items()}
+        summary = end_of_training_summary(self.history, ev.cfg.median_of_last, self.params.get("epochs", 1))
         mlflow.log_metrics({f"eval/{k}": v for k, v in metrics.items()} | summary, step=samples)
         self.last = metrics
         self.seconds = time.perf_counter() - start
@@ -124,11 +123,10 @@ class Evaluate(SampleClock):
         ev, cfg = self.evaluator, self.evaluator.cfg
         originals = ev.x_test[: cfg.reconstructions]
         recon = predict(model, originals)
-        mlflow.log_image(reconstruction_grid(originals, recon), key="reconstructions", step=samples)
+        mlflow.log_image(reconstruction_grid(originals, recon, cfg.grid_scale), key="reconstructions", step=samples)
         frames = ev.interpolation_frames(model.encode_model, model.decode_model, cfg.grid_pairs, cfg.grid_steps)
-        ends = ev.x_test[: cfg.grid_pairs, None], ev.x_test[cfg.grid_pairs: 2 * cfg.grid_pairs, None]
-        # each row: input A | decoded alpha = 0 ... 1 | input B
-        mlflow.log_image(image_grid(np.concatenate([ends[0], frames, ends[1]], axis=1)), key="interpolations",
+        ends = ev.x_test[: cfg.grid_pairs], ev.x_test[cfg.grid_pairs: 2 * cfg.grid_pairs]
+        mlflow.log_image(interpolation_grid(ends[0], frames, ends[1], cfg.grid_scale), key="interpolations",
                          step=samples)
         judged = model.regularizer.judge_interpolations(frames.reshape((-1,) + frames.shape[2:]))
         if judged is not None:

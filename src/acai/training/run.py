@@ -209,7 +209,8 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
                                      "samples": trainer.total_steps * trainer.batch_size}
                            | {f"final/{k}": v for k, v in evaluate_cb.last.items()})
         latents = predict(model.encode_model, evaluator.x_test)
-        fig = latent_scatter(latents, evaluator.y_test, f"{run.info.run_name}: test latents (PCA)")
+        fig = latent_scatter(latents, evaluator.y_test, f"{run.info.run_name}: test latents (PCA)",
+                             dataset.label_name)
         mlflow.log_figure(fig, "latent_space.png")
         plt.close(fig)
         if tracking.log_model:

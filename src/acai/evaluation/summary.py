@@ -1,0 +1,37 @@
+"""How a run's evaluations are summarised into the numbers runs are compared by."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def finite_median(values: Sequence[float]) -> float:
+    """The median of the defined (finite) values; NaN when none is (a smoothness of a constant path)."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    return float(np.median(finite)) if len(finite) else math.nan
+
+
+PAPER_EVALUATIONS = 256  # 2^24 samples, an evaluation every 2^16: its last 20 are the final 7.8% of training
+
+
+def end_of_training_summary(history: dict[str, list[float]], n: int, evaluations: int) -> dict[str, float]:
+    """What a run is compared by, over the end of training only.
+
+    `median20/*` is the paper's statistic, the median of the last 20 evaluations, logged once there are
+    20 (on a shorter run it would reach back onto the initial plateau). `summary/*` is the value to sort by
+    on any run: the median over the paper's share of training, the last n/256 of the planned evaluations
+    (at least 1, at most n: 8 evaluations -> the last 1, 64 -> 5, 256 -> 20), and `summary/evaluations`
+    says how many evaluations it covers.
+    """
+    window = min(n, max(1, round(evaluations * n / PAPER_EVALUATIONS)))
+    out: dict[str, float] = {}
+    for key, values in history.items():
+        if len(values) >= n:
+            out[f"median{n}/{key}"] = finite_median(values[-n:])
+        out[f"summary/{key}"] = finite_median(values[-window:])
+    out["summary/evaluations"] = float(min(window, max(map(len, history.values()), default=0)))
+    return out
