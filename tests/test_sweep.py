@@ -76,7 +76,7 @@ def test_multirun_logs_one_finished_run_per_job_tagged_with_the_sweep(sweep):
         assert [s for s, _ in by_step(client, run.info.run_id, "eval/reconstruction_error")] == EVAL_STEPS
     assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
     assert done.stdout.count("MLflow run ") == 4
-    assert done.stdout.startswith(f"Sweep {sweep_dir}: each job's MLflow run is tagged sweep={sweep_dir}\n")
+    assert done.stdout.startswith(f"Sweep {sweep_dir}: every job's run carries the tag sweep={sweep_dir}\n")
 
 
 def test_report_on_the_sweep_matches_a_hand_computation(sweep, capsys):

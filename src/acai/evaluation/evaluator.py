@@ -41,15 +41,15 @@ class Evaluator:
         self.x_test = pad_to(x, self.image_size)
 
     @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        """Time one part of an evaluation (and announce it): where an evaluation's seconds go."""
+    def phase(self, key: str, description: str) -> Iterator[None]:
+        """Time one part of an evaluation under `key` (logged as `time/eval/<key>`) and announce it."""
         if self.announce is not None:
-            self.announce(name)
+            self.announce(description)
         start = time.perf_counter()
         try:
             yield
         finally:
-            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+            self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - start
 
     @property
     def scores_interpolations(self) -> bool:
@@ -65,19 +65,20 @@ class Evaluator:
 
     def evaluate(self, encode: keras.Model, decode: keras.Model, classifier: keras.Model | None = None,
                  cluster: bool = False) -> dict[str, float]:
-        with self.phase(f"encode and reconstruct {len(self.x_test):,} test images"):
+        with self.phase("encode_test", f"encode and reconstruct {len(self.x_test):,} test images"):
             latents = predict(encode, self.x_test)
             recon = predict(decode, latents)
         metrics = {"reconstruction_error": float(np.mean((recon - self.x_test) ** 2))}
         if classifier is not None:
-            with self.phase("latent classifier"):
+            with self.phase("classifier", "latent classifier"):
                 logits = predict(classifier, latents)
             metrics["latent_accuracy"] = float(np.mean(np.argmax(logits, -1) == self.y_test) * 100)
         if self.scores_interpolations:
-            with self.phase(f"decode {self.cfg.interpolation_pairs} interpolations"):
+            with self.phase("decode_interpolations", f"decode {self.cfg.interpolation_pairs} interpolations"):
                 frames = self.interpolation_frames(encode, decode, self.cfg.interpolation_pairs,
                                                    self.cfg.interpolation_frames, latents)
-            with self.phase(f"Mean Distance and Smoothness against {self.cfg.reference_lines:,} reference lines"):
+            with self.phase("lines_metrics",
+                            f"Mean Distance and Smoothness against {self.cfg.reference_lines:,} reference lines"):
                 scores = score_interpolations(frames, self.cfg.reference_lines)
             metrics["mean_distance"] = scores.mean_distance
             metrics["mean_distance_x1e3"] = scores.mean_distance * 1e3
@@ -89,20 +90,20 @@ class Evaluator:
     def clustering(self, encode: keras.Model, test_latents: np.ndarray) -> dict[str, float]:
         """K-means accuracy (%) on latents, and once per evaluator on raw pixels as the reference point;
         plus a logistic-regression probe on the same frozen train latents."""
-        with self.phase(f"encode {self.cfg.cluster_train_size:,} training images"):
+        with self.phase("encode_train", f"encode {self.cfg.cluster_train_size:,} training images"):
             x_train, y_train = self.dataset.train_set(self.cfg.cluster_train_size)
             x_train = pad_to(x_train, self.image_size)
             train_latents = predict(encode, x_train)
         k = self.dataset.num_classes
         kwargs = dict(n_clusters=k, restarts=self.cfg.kmeans_restarts, max_iter=self.cfg.kmeans_max_iter,
                       seed=self.cfg.kmeans_seed)
-        with self.phase(f"K-means on the latents ({self.cfg.kmeans_restarts} restarts)"):
+        with self.phase("kmeans", f"K-means on the latents ({self.cfg.kmeans_restarts} restarts)"):
             out = {"cluster_accuracy": 100 * cluster_accuracy(train_latents, test_latents, self.y_test, **kwargs)}
-        with self.phase("linear probe"):
+        with self.phase("probe", "linear probe"):
             out["probe_accuracy"] = 100 * probe_accuracy(train_latents, y_train, test_latents, self.y_test, self.seed)
         if self.cfg.cluster_pixels:
             if self._pixel_accuracy is None:
-                with self.phase(f"K-means on the pixels ({self.cfg.kmeans_restarts} restarts, once)"):
+                with self.phase("kmeans_pixels", f"K-means on the pixels ({self.cfg.kmeans_restarts} restarts, once)"):
                     self._pixel_accuracy = 100 * cluster_accuracy(x_train, self.x_test, self.y_test, **kwargs)
             out["cluster_accuracy_pixels"] = self._pixel_accuracy
         return out

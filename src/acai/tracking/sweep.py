@@ -23,5 +23,5 @@ class AnnounceSweep(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         tag = sweep_tag(config.hydra.sweep.dir)
-        print(f"Sweep {tag}: each job's MLflow run is tagged sweep={tag}\n"
+        print(f"Sweep {tag}: every job's run carries the tag sweep={tag}\n"
               f"  compare: python src/report.py --sweep {tag}   (UI search: tags.sweep = '{tag}')", flush=True)

@@ -110,11 +110,13 @@ class Evaluate(SampleClock):
         metrics = ev.evaluate(model.encode_model, model.decode_model, model.classifier, cluster=cluster)
         # The images first, the metrics last in one batch: an evaluation counts as done (a resumed run
         # skips it) only once its metrics are logged, so a kill or a failed write in between redoes all of it.
-        self.log_images(model, samples)
+        with ev.phase("images", "reconstruction and interpolation grids"):
+            self.log_images(model, samples)
         for key, value in metrics.items():
             self.history.setdefault(key, []).append(value)
         summary = end_of_training_summary(self.history, ev.cfg.median_of_last, self.params.get("epochs", 1))
-        mlflow.log_metrics({f"eval/{k}": v for k, v in metrics.items()} | summary, step=samples)
+        with ev.phase("log_metrics", "log the metrics"):
+            mlflow.log_metrics({f"eval/{k}": v for k, v in metrics.items()} | summary, step=samples)
         self.last = metrics
         self.seconds = time.perf_counter() - start
         return metrics

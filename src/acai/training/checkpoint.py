@@ -9,6 +9,7 @@ shuffle that resume skips forward through.
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,8 +84,11 @@ class Checkpointing(keras.callbacks.Callback):
     def __init__(self, state: TrainingState, every: int, clock: Callable[[], dict[str, float]] | None = None):
         super().__init__()
         self.state, self.every, self.clock = state, max(1, every), clock
+        self.seconds = 0.0  # this process's time in saves
 
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
         if done % self.every == 0 or done == self.params.get("epochs"):
+            start = time.perf_counter()
             self.state.save(done, self.clock() if self.clock else None)
+            self.seconds += time.perf_counter() - start

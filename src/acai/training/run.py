@@ -15,6 +15,7 @@ import tensorflow as tf
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+import acai
 from acai.config import EvaluationConfig, TrackingConfig, TrainerConfig, build, section
 from acai.console import header, summary
 from acai.data.base import Dataset
@@ -109,6 +110,13 @@ def logged_until(run_id: str | None, metric: str) -> int:
     return max((m.step for m in history), default=0)
 
 
+def phase_times(startup: float, checkpoints: float, evaluation: dict[str, float]) -> dict[str, float]:
+    """Where this process's time outside the training steps went (`benchmarks/run_phases.py` reads these)."""
+    return ({"time/startup_seconds": startup, "time/checkpoint_seconds": checkpoints,
+             "time/eval_seconds": sum(evaluation.values())}
+            | {f"time/eval/{key}": seconds for key, seconds in evaluation.items()})
+
+
 def disk_full(error: BaseException) -> bool:
     """ENOSPC from Python, or from TensorFlow's own file writes (which raise OpErrors, not OSErrors)."""
     return getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in str(error)
@@ -174,6 +182,7 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
                                history=eval_history(resume_id))
         every = max(1, round(trainer.checkpoint_every / (trainer.steps_per_eval * trainer.batch_size)))
         start = time.perf_counter()
+        startup = start - acai.STARTED  # this process: imports, Hydra, the store, data, networks
 
         def clock_now() -> dict[str, float]:
             """The time totals so far over every process that trained this run (saved with each checkpoint)."""
@@ -182,13 +191,14 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
                     "timed_steps": metrics_cb.timed_steps}
 
         stop = StopOnSignal()
+        checkpointing = Checkpointing(state, every, clock_now)
         progress = Progress(trainer.verbose, trainer.batch_size, trainer.steps_per_eval, trainer.evaluations,
                             evaluate_cb)
         try:
             with stop.installed():
                 model.fit(batches, epochs=trainer.evaluations, initial_epoch=first_epoch,
                           steps_per_epoch=trainer.steps_per_eval, verbose=0, shuffle=False,
-                          callbacks=[metrics_cb, evaluate_cb, progress, Checkpointing(state, every, clock_now), stop])
+                          callbacks=[metrics_cb, evaluate_cb, progress, checkpointing, stop])
         except Interrupted as e:
             mlflow.end_run("KILLED")
             done = int(state.epoch.numpy())
@@ -205,9 +215,11 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
                 "kept: free space and rerun to resume") from None
         totals = clock_now()
         timing = {f"time/{k}": totals[k] for k in ("wall_seconds", "train_seconds", "first_step_seconds")}
+        timing |= phase_times(startup, checkpointing.seconds, evaluator.timings)
         mlflow.log_metrics(timing | {"time/images_per_second": metrics_cb.images_per_second,
                                      "samples": trainer.total_steps * trainer.batch_size}
                            | {f"final/{k}": v for k, v in evaluate_cb.last.items()})
+        final_start = time.perf_counter()
         latents = predict(model.encode_model, evaluator.x_test)
         fig = latent_scatter(latents, evaluator.y_test, f"{run.info.run_name}: test latents (PCA)",
                              dataset.label_name)
@@ -219,6 +231,7 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
             log_interpolator(exported)
             log_classifier(model.classifier)
         state.remove_leftovers()
+        mlflow.log_metric("time/final_seconds", time.perf_counter() - final_start)  # plot, models, classifier
         print(summary(run.info.run_id, totals["wall_seconds"], totals["train_seconds"],
                       metrics_cb.images_per_second, evaluate_cb.last), flush=True)
         return run.info.run_id
