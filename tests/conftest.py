@@ -24,6 +24,15 @@ MODELS = ("conv", "mlp")
 register()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cache_dir(tmp_path_factory):
+    """Results cached between runs (the pixel K-means) go to this session's folder, never ~/.cache;
+    subprocesses inherit it."""
+    os.environ["ACAI_CACHE_DIR"] = str(tmp_path_factory.mktemp("acai-cache"))
+    yield
+    os.environ.pop("ACAI_CACHE_DIR", None)
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 that nothing listens on (for servers the tests start, or a closed one)."""
     with socket.socket() as s:

@@ -112,7 +112,8 @@ def test_without_pairs_it_picks_pairs_of_different_angles_and_names_the_file(run
     uri, run_id, _ = run
     assert interpolate.main([run_id, "--tracking-uri", uri]) == 0
     out = Path(capsys.readouterr().out.strip())
-    assert out == Path("acai-lines-conv-z64-s0-interpolation.png") and out.exists()
+    name = MlflowClient(resolve_uri(uri)).get_run(run_id).info.run_name  # e.g. none-lines-mlp-z64-s0
+    assert out == Path(f"{name}-interpolation.png") and out.exists()
     x, y = Lines(test_size=300).test_set()
     ends = interpolate._test_pairs(x, y, None, interpolate.DEFAULT_PAIRS, 0)
     assert len(ends) == 8

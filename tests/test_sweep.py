@@ -119,7 +119,7 @@ def test_report_on_the_sweep_matches_a_hand_computation(sweep, capsys):
     per_run = read_csv(out / "runs.csv")
     assert sorted(r["run_name"] for r in per_run) == sorted(r.info.run_name for r in runs)
     summary = client.search_runs([runs[0].info.experiment_id], "tags.`acai.report` = 'true'")
-    assert len(summary) == 1 and summary[0].info.run_name == f"report-acai-{sweep_dir}"
+    assert len(summary) == 1 and summary[0].info.run_name == f"report-smoke-{sweep_dir}"
     assert summary[0].data.params["report.runs"] == "4"
 
 

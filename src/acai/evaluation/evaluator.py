@@ -13,6 +13,7 @@ import numpy as np
 from acai.config import EvaluationConfig
 from acai.data.base import Dataset, pad_to
 from acai.errors import DatasetError
+from acai.evaluation.cache import fingerprint, remembered
 from acai.evaluation.clustering import cluster_accuracy, probe_accuracy
 from acai.evaluation.interpolation import lerp
 from acai.evaluation.lines_metrics import score_interpolations
@@ -90,9 +91,10 @@ class Evaluator:
     def clustering(self, encode: keras.Model, test_latents: np.ndarray) -> dict[str, float]:
         """K-means accuracy (%) on latents, and once per evaluator on raw pixels as the reference point;
         plus a logistic-regression probe on the same frozen train latents."""
-        with self.phase("encode_train", f"encode {self.cfg.cluster_train_size:,} training images"):
+        with self.phase("train_set", f"load {self.cfg.cluster_train_size:,} training images"):
             x_train, y_train = self.dataset.train_set(self.cfg.cluster_train_size)
             x_train = pad_to(x_train, self.image_size)
+        with self.phase("encode_train", f"encode {len(x_train):,} training images"):
             train_latents = predict(encode, x_train)
         k = self.dataset.num_classes
         kwargs = dict(n_clusters=k, restarts=self.cfg.kmeans_restarts, max_iter=self.cfg.kmeans_max_iter,
@@ -103,7 +105,10 @@ class Evaluator:
             out["probe_accuracy"] = 100 * probe_accuracy(train_latents, y_train, test_latents, self.y_test, self.seed)
         if self.cfg.cluster_pixels:
             if self._pixel_accuracy is None:
-                with self.phase("kmeans_pixels", f"K-means on the pixels ({self.cfg.kmeans_restarts} restarts, once)"):
-                    self._pixel_accuracy = 100 * cluster_accuracy(x_train, self.x_test, self.y_test, **kwargs)
+                with self.phase("kmeans_pixels", f"K-means on the pixels ({self.cfg.kmeans_restarts} restarts, "
+                                                 "cached on disk per data and settings)"):
+                    key = fingerprint(x_train, self.x_test, self.y_test, sorted(kwargs.items()))
+                    self._pixel_accuracy = remembered("pixel_kmeans", key, lambda: 100 * cluster_accuracy(
+                        x_train, self.x_test, self.y_test, **kwargs))
             out["cluster_accuracy_pixels"] = self._pixel_accuracy
         return out
