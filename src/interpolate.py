@@ -234,12 +234,12 @@ def interpolate(target: str | list[str], out: str | Path | None = None, *, indic
     if out is None:  # <run name>-interpolation.png in the current folder
         name = re.sub(r"[^\w.-]+", "_", _label(client, model_uri, run_id))
         out = _writable_png(f"{name}-interpolation.png")
-    grids = [_grid(_path_frames(m, ends, steps, mode), ends, mode, scale, plain) for _, _, m in sources]
+    captions = [None] if len(sources) == 1 else [f"{_label(client, uri, rid)}: {mode} interpolation, the same pairs"
+                                                 for uri, rid, _ in sources]
+    grids = [_grid(_path_frames(m, ends, steps, mode), ends, mode, scale, plain, caption)
+             for (_, _, m), caption in zip(sources, captions)]
     try:
-        if len(grids) == 1:
-            Image.fromarray(grids[0]).save(out, format="PNG")
-        else:
-            _labelled_figure(grids, [_label(client, uri, rid) for uri, rid, _ in sources], mode).savefig(out)
+        Image.fromarray(grids[0] if len(grids) == 1 else _stacked(grids)).save(out, format="PNG")
     except OSError as e:
         raise ConfigError("--out", str(out), f"cannot be written ({_one_line(e)})") from None
 
@@ -305,13 +305,15 @@ def _path_frames(model, ends: np.ndarray, steps: int, mode: str) -> np.ndarray:
     return frames.reshape((rows, steps) + frames.shape[1:])
 
 
-def _grid(frames: np.ndarray, ends: np.ndarray, mode: str, scale: int, plain: bool) -> np.ndarray:
+def _grid(frames: np.ndarray, ends: np.ndarray, mode: str, scale: int, plain: bool,
+          caption: str | None = None) -> np.ndarray:
     """The figure: inputs A and B around the decoded path under α labels; `plain`: the bare frames."""
     from acai.tracking.plots import INTERPOLATION_CAPTION, image_grid, interpolation_grid
 
     if plain:
         return image_grid(frames)
-    caption = INTERPOLATION_CAPTION if mode == "linear" else "decode(slerp(z(A), z(B), α)), A and B the inputs"
+    if caption is None:
+        caption = INTERPOLATION_CAPTION if mode == "linear" else "decode(slerp(z(A), z(B), α)), A and B the inputs"
     return interpolation_grid(ends[:, 0], frames, ends[:, 1], scale, caption)
 
 
@@ -325,22 +327,14 @@ def _label(client: MlflowClient, model_uri: str, run_id: str | None) -> str:
         return run_id
 
 
-def _labelled_figure(grids: list[np.ndarray], labels: list[str], mode: str):
-    """One panel per model, stacked, each titled with its run name."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    h, w = grids[0].shape[:2]
-    fig, axes = plt.subplots(len(grids), 1, figsize=(w / 40, len(grids) * (h / 40 + 0.35)), squeeze=False)
-    for ax, grid, label in zip(axes[:, 0], grids, labels):
-        ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
-        ax.set_title(label, fontsize=9, loc="left")
-        ax.axis("off")
-    fig.suptitle(f"{mode} interpolation, same test pairs", fontsize=10)
-    fig.tight_layout()
-    return fig
+def _stacked(grids: list[np.ndarray], gap: int = 12) -> np.ndarray:
+    """Panels one above the other, left-aligned on a white background, `gap` pixels apart."""
+    width = max(g.shape[1] for g in grids)
+    rows = []
+    for grid in grids:
+        pad = [(0, gap), (0, width - grid.shape[1])] + [(0, 0)] * (grid.ndim - 2)
+        rows.append(np.pad(grid, pad, constant_values=255))
+    return np.concatenate(rows)[:-gap]
 
 
 def main(argv: list[str] | None = None) -> int:

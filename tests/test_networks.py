@@ -71,3 +71,19 @@ def test_models_round_trip_in_safe_mode(tmp_path):
     loaded = keras.saving.load_model(path, safe_mode=True)
     x = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 1)).astype(np.float32)
     np.testing.assert_allclose(loaded(x), critic(x), atol=1e-6)
+
+
+def test_models_logged_with_the_former_custom_initialiser_still_load(tmp_path):
+    """Runs logged before the initialiser became Keras' VarianceScaling name `acai>HeModifiedNormal`."""
+    from acai.networks.layers import LegacyHeModifiedNormal
+
+    old = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, kernel_initializer=LegacyHeModifiedNormal())])
+    path = tmp_path / "old.keras"
+    old.save(path)
+    assert "acai>HeModifiedNormal" in __import__("zipfile").ZipFile(path).read("config.json").decode()
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    x = np.ones((2, 4), np.float32)
+    np.testing.assert_allclose(loaded(x), old(x))
+    keras.utils.set_random_seed(0)
+    w = keras.ops.convert_to_numpy(LegacyHeModifiedNormal()((3, 3, 64, 256)))
+    assert w.std() == pytest.approx(1 / math.sqrt(1.04 * 3 * 3 * 64), rel=0.02)

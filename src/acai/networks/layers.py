@@ -16,6 +16,19 @@ def he_modified_normal(slope: float = 0.2) -> keras.initializers.Initializer:
                                               distribution="untruncated_normal")
 
 
+@keras.saving.register_keras_serializable(package="acai", name="HeModifiedNormal")
+class LegacyHeModifiedNormal(keras.initializers.VarianceScaling):
+    """The same initialiser under the custom name that models logged by earlier versions carry, so that
+    the tools (which import this module) still load them; new models hold the built-in."""
+
+    def __init__(self, slope: float = 0.2, seed: int | None = None):
+        super().__init__(scale=1.0 / (1.0 + slope**2), mode="fan_in", distribution="untruncated_normal", seed=seed)
+        self.slope = slope
+
+    def get_config(self) -> dict:
+        return {"slope": self.slope, "seed": self.seed}
+
+
 @keras.saving.register_keras_serializable(package="acai")
 class MeanOverFeatures(keras.layers.Layer):
     """The critic's head: one scalar per example, the mean over every non-batch axis."""
