@@ -70,10 +70,10 @@ def run(src: Path, samples: int, overrides: list[str], folder: Path) -> tuple[di
 
 def table(metrics: dict[str, float], wall: float) -> str:
     in_run = metrics["wall_seconds"]
-    rows = [(label, metrics.get(key, 0.0)) for key, label in PHASES]
+    rows = [(label, metrics[key]) for key, label in PHASES if key in metrics]  # the phases this run had
     rows.append(("other (callbacks, data, gaps)", in_run - sum(s for _, s in rows)))
     lines = [f"| {'phase':<48} | seconds | % of in-run wall |", f"|{'-' * 50}|---------|------------------|"]
-    lines += [f"| {label:<48} | {s:7.1f} | {100 * s / in_run:15.1f}% |" for label, s in rows if s > 0.05]
+    lines += [f"| {label:<48} | {s:7.2f} | {100 * s / in_run:15.1f}% |" for label, s in rows]
     lines += [f"| {'in-run wall (time/wall_seconds)':<48} | {in_run:7.1f} | {100.0:15.1f}% |",
               f"| {'start-up: process start to the first step':<48} | {metrics.get('startup_seconds', 0):7.1f} |"
               f" {'(before)':>16} |",

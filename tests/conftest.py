@@ -84,6 +84,15 @@ def compose_in(tmp_path: Path, *overrides: str):
         )
 
 
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """One finished smoke run (lines, MLP, plain AE) shared by the tools' tests: (config, run id)."""
+    from acai.training.run import train
+
+    cfg = compose_in(tmp_path_factory.mktemp("smoke_store"), "model=mlp", "regularizer=none", "experiment=smoke")
+    return cfg, train(cfg)
+
+
 @pytest.fixture
 def compose_cfg(tmp_path):
     """`compose_in(tmp_path, ...)` for one test."""

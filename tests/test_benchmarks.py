@@ -28,20 +28,3 @@ def test_step_flops_count_only_what_runs():
     # whole-graph count says 4.0x.
     assert 2.6 < flops["acai"] / flops["none"] < 3.1
 
-
-def test_phase_benchmark_breaks_a_real_run_into_its_parts(capsys):
-    """benchmarks/run_phases.py on a smoke run: every phase the run logged, and shares that add up."""
-    spec = importlib.util.spec_from_file_location("run_phases", ROOT / "benchmarks" / "run_phases.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.main(["--samples", "64", "experiment=smoke"]) == 0
-    out = capsys.readouterr().out
-    rows = {line.split("|")[1].strip(): line.split("|")[2:4] for line in out.splitlines() if line.startswith("| ")}
-    for phase in ("training steps (first step's tracing included)", "evaluation: encode + reconstruct the test set",
-                  "evaluation: Mean Distance + Smoothness", "final evaluation: K-means on latents",
-                  "in-run wall (time/wall_seconds)", "start-up: process start to the first step"):
-        assert phase in rows, (phase, out)
-    shares = [float(share.strip().rstrip("%")) for name, (_, share) in rows.items()
-              if share.strip().endswith("%") and not name.startswith("in-run")]
-    assert abs(sum(shares) - 100) < 1.0  # the phases and "other" cover the in-run wall time
-    assert 0 < float(rows["start-up: process start to the first step"][0]) < 60

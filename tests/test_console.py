@@ -38,6 +38,29 @@ def test_default_console_of_a_run(tmp_path):
     assert all(len(line) <= 100 for line in lines if str(tmp_path) not in line), max(lines, key=len)
     noise = [line for line in done.stderr.splitlines() if NOISE.search(line)]
     assert not noise, noise
+    check_phase_table(tmp_path, run_id)
+
+
+def check_phase_table(tmp_path, run_id):
+    """benchmarks/run_phases.py's table of this run's time/* metrics: every phase, shares adding up."""
+    import importlib.util
+
+    from mlflow.tracking import MlflowClient
+
+    spec = importlib.util.spec_from_file_location("run_phases", ROOT / "benchmarks" / "run_phases.py")
+    phases = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(phases)
+    metrics = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(run_id).data.metrics
+    table = phases.table({k.removeprefix("time/"): v for k, v in metrics.items() if k.startswith("time/")}, 20.0)
+    rows = {line.split("|")[1].strip(): line.split("|")[2:4] for line in table.splitlines() if line.startswith("| ")}
+    for phase in ("training steps (first step's tracing included)", "evaluation: encode + reconstruct the test set",
+                  "evaluation: Mean Distance + Smoothness", "final evaluation: K-means on latents",
+                  "final evaluation: K-means on pixels", "checkpoints", "in-run wall (time/wall_seconds)"):
+        assert phase in rows, (phase, table)
+    shares = [float(share.strip().rstrip("%")) for name, (_, share) in rows.items()
+              if share.strip().endswith("%") and not name.startswith("in-run")]
+    assert abs(sum(shares) - 100) < 1.0  # the phases and "other" cover the in-run wall time
+    assert 0 < float(rows["start-up: process start to the first step"][0]) < 60
 
 
 def test_the_filter_drops_known_chatter_and_keeps_real_errors_even_on_a_crash():

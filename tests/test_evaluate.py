@@ -14,9 +14,8 @@ import evaluate  # noqa: E402
 
 
 @pytest.fixture
-def lines_run(compose_cfg):
-    cfg = compose_cfg("model=mlp", "regularizer=none", "experiment=smoke")
-    return cfg, train(cfg)
+def lines_run(smoke_run):
+    return smoke_run
 
 
 def test_evaluate_writes_metrics_to_the_run_and_prints_a_table(lines_run, capsys):

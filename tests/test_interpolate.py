@@ -7,8 +7,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from conftest import CONF, ROOT
-from hydra import compose, initialize_config_dir
+from conftest import ROOT
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -19,7 +18,6 @@ from acai.networks.inference import predict
 from acai.tracking.loading import load_autoencoder, run_config
 from acai.tracking.mlflow_run import resolve_uri
 from acai.tracking.plots import to_uint8
-from acai.training.run import train
 
 sys.path.insert(0, str(ROOT / "src"))
 import interpolate  # noqa: E402
@@ -28,15 +26,10 @@ SHAPE = (32, 32, 1)  # the lines dataset with the MLP
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """One smoke-sized lines/MLP run shared by every test here; yields (tracking uri, run id, model)."""
-    store = tmp_path_factory.mktemp("store")
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[f"tracking.uri=sqlite:///{store}/mlflow.db",
-                                           f"tracking.artifact_location={store}/mlruns",
-                                           f"trainer.checkpoint_dir={store}/checkpoints",
-                                           "model=mlp", "regularizer=none", "experiment=smoke"])
-    run_id = train(cfg)
+def run(smoke_run):
+    """The session's smoke-sized lines/MLP run; (tracking uri, run id, model)."""
+    cfg, run_id = smoke_run
+    mlflow.set_tracking_uri(resolve_uri(cfg.tracking.uri))  # other tests point MLflow at their own stores
     return cfg.tracking.uri, run_id, load_autoencoder(f"runs:/{run_id}/model")
 
 

@@ -13,19 +13,16 @@ import urllib.request
 import mlflow
 import numpy as np
 import pytest
-from conftest import compose_in, free_port
+from conftest import free_port
 
 from acai.data.lines import Lines
 from acai.evaluation.interpolation import lerp
-from acai.training.run import train
 
 
 @pytest.fixture(scope="module")
-def served_run(tmp_path_factory):
-    """A finished smoke run on lines; (tracking uri, run id, two test lines at different angles in 0..255)."""
-    tmp = tmp_path_factory.mktemp("serving")
-    cfg = compose_in(tmp, "experiment=smoke")
-    run_id = train(cfg)
+def served_run(smoke_run):
+    """The session's smoke run on lines; (tracking uri, run id, two test lines at different angles in 0..255)."""
+    cfg, run_id = smoke_run
     x, y = Lines(test_size=64).test_set()
     i, j = 0, int(np.flatnonzero(y != y[0])[0])
     pixels = np.rint((x[[i, j]] + 1) * 127.5)  # the [-1, 1] test images as 0..255 pixel values
