@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 from acai.training.callbacks import Progress
@@ -16,6 +17,7 @@ ENV = {k: v for k, v in os.environ.items() if k not in ("ACAI_STDERR_FILTERED", 
 NOISE = re.compile(r"^[IWE]\d{4} |cuInit|remapper|Sharding callback|absl::InitializeLog|UserWarning")
 
 
+@pytest.mark.slow
 def test_default_console_of_a_run(tmp_path):
     done = subprocess.run(
         [sys.executable, str(ROOT / "src" / "train.py"), "experiment=smoke", "trainer.verbose=1",
@@ -63,6 +65,7 @@ def check_phase_table(tmp_path, run_id):
     assert 0 < float(rows["start-up: process start to the first step"][0]) < 60
 
 
+@pytest.mark.slow
 def test_the_filter_drops_known_chatter_and_keeps_real_errors_even_on_a_crash():
     code = """if True:
         import os

@@ -17,6 +17,8 @@ from mlflow.tracking import MlflowClient
 from acai.locks import RunLock, is_held, lock_path, run_state
 from acai.training.run import config_key, train
 
+pytestmark = pytest.mark.slow  # real processes: kept in CI, skipped by `-m 'not slow'`
+
 sys.path.insert(0, str(ROOT / "src"))
 
 TRAIN = [sys.executable, str(ROOT / "src" / "train.py")]

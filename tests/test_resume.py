@@ -13,6 +13,8 @@ from mlflow.tracking import MlflowClient
 from acai.errors import TrainingError
 from acai.training.run import config_key, train
 
+pytestmark = pytest.mark.slow  # real processes: kept in CI, skipped by `-m 'not slow'`
+
 TRAIN = [sys.executable, str(ROOT / "src" / "train.py")]
 
 

@@ -18,6 +18,8 @@ from conftest import free_port
 from acai.data.lines import Lines
 from acai.evaluation.interpolation import lerp
 
+pytestmark = pytest.mark.slow  # real processes: kept in CI, skipped by `-m 'not slow'`
+
 
 @pytest.fixture(scope="module")
 def served_run(smoke_run):

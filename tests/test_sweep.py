@@ -19,6 +19,8 @@ from mlflow.tracking import MlflowClient
 sys.path.insert(0, str(ROOT / "src"))
 import report  # noqa: E402
 
+pytestmark = pytest.mark.slow  # real processes: kept in CI, skipped by `-m 'not slow'`
+
 TRAIN = [sys.executable, str(ROOT / "src" / "train.py")]
 TINY = ["experiment=smoke", "model=mlp", "model.hidden=[32]", "evaluation.cluster=false", "tracking.log_model=false"]
 EVAL_STEPS = [32, 64]  # the smoke preset: 64 samples, an evaluation every 32

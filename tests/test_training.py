@@ -142,6 +142,7 @@ print("loaded", len(runs))
 """
 
 
+@pytest.mark.slow
 def test_logged_models_load_where_the_project_was_never_imported(logged_models, tmp_path):
     """Plain `mlflow.keras.load_model` and `keras.saving.load_model` (safe mode) in a fresh process."""
     uri, x, models = logged_models
