@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -24,13 +26,18 @@ MODELS = ("conv", "mlp")
 register()
 
 
+# Set at import, before any test builds a subprocess environment: results cached between runs (the
+# pixel K-means) and Hydra's own output folders go to this session's scratch folder, never to ~/.cache
+# or the repository; it is removed at the end.
+SCRATCH = Path(tempfile.mkdtemp(prefix="acai-tests-"))
+os.environ["ACAI_CACHE_DIR"] = str(SCRATCH / "cache")
+os.environ["ACAI_HYDRA_DIR"] = str(SCRATCH / "hydra")
+
+
 @pytest.fixture(scope="session", autouse=True)
-def cache_dir(tmp_path_factory):
-    """Results cached between runs (the pixel K-means) go to this session's folder, never ~/.cache;
-    subprocesses inherit it."""
-    os.environ["ACAI_CACHE_DIR"] = str(tmp_path_factory.mktemp("acai-cache"))
-    yield
-    os.environ.pop("ACAI_CACHE_DIR", None)
+def scratch():
+    yield SCRATCH
+    shutil.rmtree(SCRATCH, ignore_errors=True)
 
 
 def free_port() -> int:

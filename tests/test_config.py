@@ -86,6 +86,7 @@ def test_default_store_checkpoints_and_outputs_are_in_the_repository_root_from_a
 
     assert PROJECT_ROOT == ROOT
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ACAI_HYDRA_DIR")  # what the tests set to keep Hydra's folders out of the repository
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("config", return_hydra_config=True)
         smoke = compose("config", overrides=["experiment=smoke"])
@@ -94,3 +95,7 @@ def test_default_store_checkpoints_and_outputs_are_in_the_repository_root_from_a
     assert cfg.trainer.checkpoint_dir == f"{ROOT}/checkpoints"
     assert cfg.hydra.run.dir.startswith(f"{ROOT}/outputs/") and cfg.hydra.sweep.dir.startswith(f"{ROOT}/multirun/")
     assert cfg.tracking.experiment == "acai" and smoke.tracking.experiment == "smoke"
+    monkeypatch.setenv("ACAI_HYDRA_DIR", str(tmp_path / "hydra"))
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        moved = compose("config", return_hydra_config=True)
+    assert moved.hydra.run.dir.startswith(f"{tmp_path}/hydra/outputs/")
