@@ -125,11 +125,13 @@ class Evaluate(SampleClock):
         ev, cfg = self.evaluator, self.evaluator.cfg
         originals = ev.x_test[: cfg.reconstructions]
         recon = predict(model, originals)
-        mlflow.log_image(reconstruction_grid(originals, recon, cfg.grid_scale), key="reconstructions", step=samples)
         frames = ev.interpolation_frames(model.encode_model, model.decode_model, cfg.grid_pairs, cfg.grid_steps)
         ends = ev.x_test[: cfg.grid_pairs], ev.x_test[cfg.grid_pairs: 2 * cfg.grid_pairs]
-        mlflow.log_image(interpolation_grid(ends[0], frames, ends[1], cfg.grid_scale), key="interpolations",
-                         step=samples)
+        # Synchronous: written before the metrics that mark the evaluation done (MLflow's default for
+        # stepped images is a background queue, which also leaves threads behind every run of a process).
+        for key, grid in (("reconstructions", reconstruction_grid(originals, recon, cfg.grid_scale)),
+                          ("interpolations", interpolation_grid(ends[0], frames, ends[1], cfg.grid_scale))):
+            mlflow.log_image(grid, key=key, step=samples, synchronous=True)
         judged = model.regularizer.judge_interpolations(frames.reshape((-1,) + frames.shape[2:]))
         if judged is not None:
             fig = critic_path(mix_weights(cfg.grid_steps), judged.reshape(frames.shape[:2]))
