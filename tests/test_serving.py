@@ -46,6 +46,11 @@ def test_interpolator_decodes_the_latent_path_between_the_two_images(served_run)
     expected = np.clip((np.asarray(decode(path)) + 1) * 127.5 + 0.5, 0, 255).astype(np.uint8)
     assert np.abs(frames[0].astype(int) - expected).max() <= 1  # frame 0 = a's reconstruction, 4 = b's
 
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException, match="params.steps=99"):
+        interpolator.predict({"a": pixels[:1], "b": pixels[1:]}, params={"steps": 99})
+    assert np.get_printoptions()["threshold"] == 1000  # a bad request leaves the caller's numpy settings alone
     batch = interpolator.predict({"a": pixels, "b": pixels[::-1]}, params={"steps": 3})
     assert batch.shape == (2, 3, 32, 32, 1)
     np.testing.assert_array_equal(batch[0], batch[1][::-1])  # a pair and its reverse walk one path

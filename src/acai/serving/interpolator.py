@@ -10,6 +10,8 @@ uint8 frames, t = 0 .. 1 evenly (endpoints included; frame 0 decodes a, the last
 
 from __future__ import annotations
 
+import os
+
 import keras
 import mlflow
 import numpy as np
@@ -22,13 +24,14 @@ MAX_PAIRS = 64
 
 def bad_request(message: str) -> MlflowException:
     """Raised from `predict`, MLflow's scoring server answers 400 with this message, not a 500."""
+    if os.environ.get("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", "").lower() == "true":
+        # the server puts a dump of the request's arrays ahead of the reason: keep it short there only
+        np.set_printoptions(threshold=8, edgeitems=1)
     return MlflowException.invalid_parameter_value(message)
 
 
 class Interpolator(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        # MLflow's server puts the request's arrays ahead of our message in a 400: keep that dump short
-        np.set_printoptions(threshold=8, edgeitems=1)
         model = keras.saving.load_model(context.artifacts["autoencoder"], safe_mode=True)
         self.encode, self.decode = model.get_layer("encode"), model.get_layer("decode")
         self.shape = tuple(model.input_shape[1:])
