@@ -129,7 +129,9 @@ def test_two_jobs_logging_to_one_store_at_once_both_complete(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     (tmp_path / "mlruns").mkdir()
     MlflowClient(uri).create_experiment("smoke", artifact_location=(tmp_path / "mlruns").as_uri())
-    procs = {seed: subprocess.Popen([*TRAIN, "regularizer=acai", f"seed={seed}", *TINY, *store(tmp_path)],
+    # 8 evaluations each (a few seconds), so that the two runs are sure to overlap in the store
+    longer = ["trainer.total_samples=2048", "trainer.eval_every=256"]
+    procs = {seed: subprocess.Popen([*TRAIN, "regularizer=acai", f"seed={seed}", *TINY, *longer, *store(tmp_path)],
                                     cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for seed in (0, 1)}
     results = {}
@@ -158,10 +160,10 @@ def test_two_jobs_logging_to_one_store_at_once_both_complete(tmp_path):
         evals = {k for k in run.data.metrics if k.startswith("eval/")}
         assert {"eval/reconstruction_error", "eval/mean_distance", "eval/smoothness"} <= evals, (seed, evals)
         for key in evals:  # every evaluation of both runs is in the store, none lost to the other writer
-            assert [s for s, _ in by_step(client, rid, key)] == EVAL_STEPS, (seed, key)
+            assert [s for s, _ in by_step(client, rid, key)] == list(range(256, 2049, 256)), (seed, key)
         assert {k.replace("eval/", "final/") for k in evals} <= set(run.data.metrics), seed
-        assert [s for s, _ in by_step(client, rid, "train/loss")] == [16, 32, 48, 64], seed
-        assert run.data.metrics["samples"] == 64
+        assert [s for s, _ in by_step(client, rid, "train/loss")] == list(range(16, 2049, 16)), seed
+        assert run.data.metrics["samples"] == 2048
         assert "config.yaml" in {a.path for a in client.list_artifacts(rid)}
         dst = tmp_path / f"artifacts{seed}"
         dst.mkdir()
