@@ -44,7 +44,7 @@ from mlflow.entities import Metric, Param, Run, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from acai.config import DEFAULT_TRACKING_URI  # noqa: E402
+from acai.config import DEFAULT_TRACKING_URI
 from acai.errors import AcaiError, ConfigError, TrackingError
 from acai.evaluation.summary import finite_median
 from acai.locks import run_state

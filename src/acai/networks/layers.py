@@ -7,13 +7,16 @@ import keras
 from keras import ops
 
 
-def he_modified_normal(slope: float = 0.2) -> keras.initializers.Initializer:
-    """The reference's initialiser, N(0, 1/sqrt((1 + slope^2) * fan_in)) -- note: no factor 2.
+def he_modified_scaling(slope: float = 0.2) -> dict:
+    """The reference's initialiser, N(0, 1/sqrt((1 + slope^2) * fan_in)) -- note: no factor 2 -- as the
+    arguments of Keras' VarianceScaling, which draws exactly this (variance = scale / fan_in)."""
+    return {"scale": 1.0 / (1.0 + slope**2), "mode": "fan_in", "distribution": "untruncated_normal"}
 
-    Keras' built-in VarianceScaling draws exactly this (variance = scale / fan_in), and a built-in keeps
-    the logged models loadable where this project is not installed."""
-    return keras.initializers.VarianceScaling(scale=1.0 / (1.0 + slope**2), mode="fan_in",
-                                              distribution="untruncated_normal")
+
+def he_modified_normal(slope: float = 0.2) -> keras.initializers.Initializer:
+    """The reference's initialiser as a built-in, which keeps the logged models loadable where this project
+    is not installed."""
+    return keras.initializers.VarianceScaling(**he_modified_scaling(slope))
 
 
 @keras.saving.register_keras_serializable(package="acai", name="HeModifiedNormal")
@@ -22,7 +25,7 @@ class LegacyHeModifiedNormal(keras.initializers.VarianceScaling):
     the tools (which import this module) still load them; new models hold the built-in."""
 
     def __init__(self, slope: float = 0.2, seed: int | None = None):
-        super().__init__(scale=1.0 / (1.0 + slope**2), mode="fan_in", distribution="untruncated_normal", seed=seed)
+        super().__init__(**he_modified_scaling(slope), seed=seed)
         self.slope = slope
 
     def get_config(self) -> dict:

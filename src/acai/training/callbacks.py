@@ -169,7 +169,7 @@ class StopOnSignal(keras.callbacks.Callback):
             raise Interrupted(f"stopped by signal {self.signum} at step {step}", self.signum, step)
 
 
-class Progress(keras.callbacks.Callback):
+class Progress(SampleClock):
     """One line per evaluation and, on a terminal at verbose=1, a progress line that fits 100 columns.
 
     verbose 0: neither (the header and summary still print); 1: both; 2: evaluation lines only (logs)."""
@@ -178,24 +178,21 @@ class Progress(keras.callbacks.Callback):
 
     def __init__(self, verbose: int, batch_size: int, steps_per_epoch: int, evaluations: int, evaluate,
                  stream=None):
-        super().__init__()
+        super().__init__(batch_size, steps_per_epoch)
         self.stream = stream or sys.stdout
         self.lines = verbose >= 1
         self.live = verbose == 1 and self.stream.isatty()
-        self.batch_size, self.steps_per_epoch, self.evaluations = batch_size, steps_per_epoch, evaluations
+        self.evaluations = evaluations
         self.evaluate = evaluate  # the Evaluate callback: its last metrics and how long it took
-        self.epoch, self._shown, self._start, self._start_step = 0, 0.0, 0.0, 0
+        self._shown, self._start, self._start_step = 0.0, 0.0, 0
 
     def on_train_begin(self, logs=None):
         self._start = time.perf_counter()
         self._start_step = -1
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
     def on_train_batch_end(self, batch, logs=None):
         now = time.perf_counter()
-        step = self.epoch * self.steps_per_epoch + batch + 1
+        step = self.samples(batch) // self.batch_size
         if self._start_step < 0:  # the first step traces and compiles: the rate starts after it
             self._start, self._start_step = now, step
         if not self.live or now - self._shown < 0.5:
@@ -217,7 +214,7 @@ class Progress(keras.callbacks.Callback):
             return
         if self.live:
             self.stream.write("\r" + " " * self.WIDTH + "\r")
-        samples = (epoch + 1) * self.steps_per_epoch * self.batch_size
         shown = metrics_line(self.evaluate.last, SHOWN[:-1])  # clustering: in the final summary
-        line = f"eval {epoch + 1}/{self.evaluations}  {samples:,} samples  {shown}  {self.evaluate.seconds:.1f} s"
+        line = (f"eval {epoch + 1}/{self.evaluations}  {self.samples():,} samples  {shown}  "
+                f"{self.evaluate.seconds:.1f} s")
         print(line, file=self.stream, flush=True)
