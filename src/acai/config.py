@@ -115,7 +115,7 @@ class EvaluationConfig:
     kmeans_restarts: int = 10
     kmeans_max_iter: int = 1000
     kmeans_seed: int = 0  # the reference's random_state=0 for every run, whatever the training seed
-    cluster_pixels: bool = True
+    cluster_pixels: bool | None = None  # None: on for grayscale data, off for colour (3,072 dims: minutes, GBs)
     grid_pairs: int = 8
     grid_steps: int = 11
     grid_scale: int = 2  # logged grids are enlarged this many times, labels sized to match

@@ -26,6 +26,8 @@ class Dataset:
     num_classes: int = 10
     latent_width: int = 4
     latent_dim: int = 32
+    depth: int = 16  # the paper's conv width for this dataset (16 for lines and MNIST, 64 for colour)
+    dropout_keep: float = 0.5  # the paper's dropout keep probability here (0.75 on CIFAR-10)
     interpolation_benchmark: bool = False  # True where decoded interpolations can be scored (lines)
     test_limit: int | None = None  # evaluate on the first N test examples only (null: all)
 
@@ -33,6 +35,18 @@ class Dataset:
         if self.test_limit is not None and (isinstance(self.test_limit, bool) or self.test_limit < 2):
             raise ConfigError("dataset.test_limit", self.test_limit,
                               "must be null (the whole test set) or >= 2: an evaluation interpolates pairs")
+
+    @property
+    def labelled(self) -> bool:
+        """False for image collections without classes (CelebA, a flat folder): `num_classes: 0`."""
+        return self.num_classes > 0
+
+    def notes(self) -> list[str]:
+        """What the user should know about this data as loaded (shown on the console, tagged in MLflow)."""
+        if self.labelled:
+            return []
+        return [f"dataset={self.name} has no labels: the latent classifier, the linear probe and K-means "
+                "clustering are skipped; everything else is measured and logged"]
 
     def limit(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return (x, y) if self.test_limit is None else (x[: self.test_limit], y[: self.test_limit])

@@ -11,13 +11,12 @@ import gzip
 import importlib
 import zipfile
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
-from acai.data.base import Dataset, ensure_nhwc, integer_labels, pad_to, to_unit_range
+from acai.data.arrays import ArrayDataset
+from acai.data.prepared import Split
 from acai.errors import DatasetError
 
 IDX_FILES = {
@@ -77,65 +76,28 @@ def load_local(path: str) -> dict[str, np.ndarray]:
 
 
 @dataclass
-class ImageDataset(Dataset):
-    """A labelled image dataset with a Keras loader (`keras_loader`) and an optional local `path`."""
+class ImageDataset(ArrayDataset):
+    """A labelled grayscale image dataset with a Keras loader (`keras_loader`) and an optional local `path`."""
 
     _target_: str = "acai.data.images.ImageDataset"
     name: str = "mnist"
     keras_loader: str = "keras.datasets.mnist"
-    path: str | None = None
-    shuffle_buffer: int = 1024  # the reference's lib/data.py: shuffle(1024).repeat()
     offline_hint: str = ""
 
-    @cached_property
-    def arrays(self) -> dict[str, np.ndarray]:
-        raw = load_local(self.path) if self.path else self._download()
-        source = self.path or self.keras_loader
-        out = {}
-        for split in ("train", "test"):
-            x = ensure_nhwc(np.asarray(raw[f"x_{split}"]), source)
-            y = integer_labels(raw[f"y_{split}"], f"{source}: y_{split}")
-            if x.dtype != np.uint8:
-                raise DatasetError(f"{source}: x_{split} has dtype {x.dtype}; expected uint8 pixels 0..255")
-            if len(x) != len(y):
-                raise DatasetError(f"{source}: {len(x)} {split} images but {len(y)} labels")
-            if y.size and (y.min() < 0 or y.max() >= self.num_classes):
-                raise DatasetError(
-                    f"{source}: {split} labels span {y.min()}..{y.max()}; "
-                    f"dataset.num_classes={self.num_classes} allows 0..{self.num_classes - 1}"
-                )
-            out[f"x_{split}"], out[f"y_{split}"] = x, y
-        return out
+    def load(self) -> dict[str, Split]:
+        raw = load_local(self.path) if self.path else keras_download(self.name, self.keras_loader, self.offline_hint)
+        return {split: Split(raw[f"x_{split}"], raw[f"y_{split}"]) for split in ("train", "test")}
 
-    def _download(self) -> dict[str, np.ndarray]:
-        try:
-            loader = importlib.import_module(self.keras_loader)
-            (x_train, y_train), (x_test, y_test) = loader.load_data()
-        except Exception as e:  # noqa: BLE001 - any download failure gets the same advice
-            hint = f" {self.offline_hint}" if self.offline_hint else ""
-            raise DatasetError(
-                f"dataset={self.name}: could not load it with {self.keras_loader}.load_data() ({type(e).__name__}: "
-                f"{e}). Without a network, set dataset.path to a folder with the IDX files or a .npz.{hint}"
-            ) from None
-        return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
-    def test_set(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.limit(to_unit_range(self.arrays["x_test"]), self.arrays["y_test"])
-
-    def train_set(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
-        return to_unit_range(self.arrays["x_train"][:limit]), self.arrays["y_train"][:limit]
-
-    def train_batches(self, batch_size: int, seed: int, image_size: int | None,
-                      start_step: int = 0) -> tf.data.Dataset:
-        x, y = self.arrays["x_train"], self.arrays["y_train"]
-        if len(x) < batch_size:
-            raise DatasetError(f"dataset={self.name} has {len(x)} training images, fewer than one batch ({batch_size})")
-        ds = tf.data.Dataset.from_tensor_slices((x, y))
-        ds = ds.shuffle(min(self.shuffle_buffer, len(x)), seed=seed, reshuffle_each_iteration=True).repeat()
-
-        def prepare(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            images = tf.cast(images, tf.float32) * (2.0 / 255.0) - 1.0
-            return pad_to(images, image_size), labels
-
-        ds = ds.batch(batch_size, drop_remainder=True).skip(start_step)
-        return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+def keras_download(name: str, module: str, hint: str = "") -> dict[str, np.ndarray]:
+    """`keras.datasets.<name>.load_data()` (downloads once into ~/.keras/datasets), or one line saying why not."""
+    try:
+        loader = importlib.import_module(module)
+        (x_train, y_train), (x_test, y_test) = loader.load_data()
+    except Exception as e:  # noqa: BLE001 - any download failure gets the same advice
+        hint = f" {hint}" if hint else ""
+        raise DatasetError(
+            f"dataset={name}: could not load it with {module}.load_data() ({type(e).__name__}: "
+            f"{e}). Without a network, set dataset.path to the files as distributed (see the README).{hint}"
+        ) from None
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}

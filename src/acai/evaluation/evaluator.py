@@ -56,6 +56,13 @@ class Evaluator:
     def scores_interpolations(self) -> bool:
         return self.dataset.interpolation_benchmark and len(self.x_test) >= 2 * self.cfg.interpolation_pairs
 
+    @property
+    def clusters_pixels(self) -> bool:
+        """The pixel K-means reference: as set, or (null) for grayscale data only."""
+        if self.cfg.cluster_pixels is None:
+            return self.x_test.shape[-1] == 1
+        return self.cfg.cluster_pixels
+
     def interpolation_frames(self, encode: keras.Model, decode: keras.Model, pairs: int, steps: int,
                              latents: np.ndarray | None = None) -> np.ndarray:
         """Decoded lerps between test image i and test image pairs + i: [pairs, steps, H, W, C]."""
@@ -70,7 +77,7 @@ class Evaluator:
             latents = predict(encode, self.x_test)
             recon = predict(decode, latents)
         metrics = {"reconstruction_error": float(np.mean((recon - self.x_test) ** 2))}
-        if classifier is not None:
+        if classifier is not None and self.dataset.labelled:
             with self.phase("classifier", "latent classifier"):
                 logits = predict(classifier, latents)
             metrics["latent_accuracy"] = float(np.mean(np.argmax(logits, -1) == self.y_test) * 100)
@@ -84,7 +91,7 @@ class Evaluator:
             metrics["mean_distance"] = scores.mean_distance
             metrics["mean_distance_x1e3"] = scores.mean_distance * 1e3
             metrics["smoothness"] = scores.smoothness
-        if cluster:
+        if cluster and self.dataset.labelled:
             metrics.update(self.clustering(encode, latents))
         return metrics
 
@@ -103,7 +110,7 @@ class Evaluator:
             out = {"cluster_accuracy": 100 * cluster_accuracy(train_latents, test_latents, self.y_test, **kwargs)}
         with self.phase("probe", "linear probe"):
             out["probe_accuracy"] = 100 * probe_accuracy(train_latents, y_train, test_latents, self.y_test, self.seed)
-        if self.cfg.cluster_pixels:
+        if self.clusters_pixels:
             if self._pixel_accuracy is None:
                 with self.phase("kmeans_pixels", f"K-means on the pixels ({self.cfg.kmeans_restarts} restarts, "
                                                  "cached on disk per data and settings)"):

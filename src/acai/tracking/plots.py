@@ -84,13 +84,18 @@ def reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray, scal
     return labelled_grid(np.stack([originals, reconstructions]), rows=["input", "reconstruction"], scale=scale)
 
 
-def latent_scatter(latents: np.ndarray, labels: np.ndarray, title: str, label_name: str = "class") -> Figure:
-    """The test set's latents projected on their first two principal components, coloured by label."""
+def latent_scatter(latents: np.ndarray, labels: np.ndarray | None, title: str,
+                   label_name: str = "class") -> Figure:
+    """The test set's latents projected on their first two principal components, coloured by label
+    (one colour where the data has no labels)."""
     flat = latents.reshape(len(latents), -1)
     xy = PCA(n_components=2, random_state=0).fit_transform(flat) if flat.shape[1] > 2 else flat
     fig, ax = plt.subplots(figsize=(6, 5))
-    points = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=4, alpha=0.7)
-    fig.colorbar(points, ax=ax, label=label_name)
+    if labels is None:
+        ax.scatter(xy[:, 0], xy[:, 1], s=4, alpha=0.5)
+    else:
+        points = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=4, alpha=0.7)
+        fig.colorbar(points, ax=ax, label=label_name)
     ax.set(title=title, xlabel="PC 1", ylabel="PC 2")
     fig.tight_layout()
     return fig

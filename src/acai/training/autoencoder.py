@@ -53,14 +53,15 @@ class Autoencoder(keras.Model):
         self.extra_layers = regularizer.extra_layers()
         self.encode_model = chain("encode", self.image_shape, self.encoder, self.latent_head)
         self.decode_model = chain("decode", self.latent_shape, self.decode_head, self.decoder, self.output_head)
-        self.classifier = keras.Sequential(
+        self.classifier = None if num_classes == 0 else keras.Sequential(  # none on unlabelled data
             [keras.Input(self.latent_shape), keras.layers.Flatten(), keras.layers.Dense(num_classes)],
             name="latent_classifier",
         )
         self.classifier_optimizer = adam(lr, epsilon)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.lr, self.epsilon = lr, epsilon
-        names = ("loss", "reconstruction", "classifier", "classifier_accuracy", *regularizer.metric_names())
+        classifier = ("classifier", "classifier_accuracy") if self.classifier is not None else ()
+        names = ("loss", "reconstruction", *classifier, *regularizer.metric_names())
         self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
 
     # ---- inference paths (what is saved) ----
@@ -99,7 +100,8 @@ class Autoencoder(keras.Model):
     def build_optimizers(self) -> None:
         """Create every optimizer's slots before the first step (needed to restore checkpoints)."""
         self.optimizer.build(self.autoencoder_variables())
-        self.classifier_optimizer.build(self.classifier.trainable_variables)
+        if self.classifier is not None:
+            self.classifier_optimizer.build(self.classifier.trainable_variables)
         if self.adversary is not None:
             self.adversary_optimizer.build(self.adversary.trainable_variables)
 
@@ -118,11 +120,13 @@ class Autoencoder(keras.Model):
         adv_terms, adversary_loss, diagnostics = reg.adversary_losses(step)
         losses["loss"] = losses["likelihood"] + sum(terms.values()) + sum(adv_terms.values())
         losses["adversary"] = adversary_loss
-        logits = self.classifier(ops.stop_gradient(self.classifier_latent(x, encoder_input, latent)), training=True)
-        labels = ops.cast(y, "int32")
-        losses["classifier"] = ops.mean(
-            keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
-        losses["classifier_accuracy"] = ops.mean(ops.cast(ops.argmax(logits, -1) == labels, "float32"))
+        if self.classifier is not None:
+            clean = ops.stop_gradient(self.classifier_latent(x, encoder_input, latent))
+            logits = self.classifier(clean, training=True)
+            labels = ops.cast(y, "int32")
+            losses["classifier"] = ops.mean(
+                keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+            losses["classifier_accuracy"] = ops.mean(ops.cast(ops.argmax(logits, -1) == labels, "float32"))
         losses.update(bottleneck_diagnostics)
         losses.update(diagnostics)
         return losses
@@ -141,8 +145,9 @@ class Autoencoder(keras.Model):
             losses = self.compute_losses(x, y)
         ae_vars = self.autoencoder_variables()
         self.optimizer.apply_gradients(zip(tape.gradient(losses["loss"], ae_vars), ae_vars))
-        clf_vars = self.classifier.trainable_variables
-        self.classifier_optimizer.apply_gradients(zip(tape.gradient(losses["classifier"], clf_vars), clf_vars))
+        if self.classifier is not None:
+            clf_vars = self.classifier.trainable_variables
+            self.classifier_optimizer.apply_gradients(zip(tape.gradient(losses["classifier"], clf_vars), clf_vars))
         if losses["adversary"] is not None:
             adv_vars = self.adversary.trainable_variables
             self.adversary_optimizer.apply_gradients(zip(tape.gradient(losses["adversary"], adv_vars), adv_vars))

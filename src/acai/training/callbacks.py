@@ -125,8 +125,9 @@ class Evaluate(SampleClock):
         ev, cfg = self.evaluator, self.evaluator.cfg
         originals = ev.x_test[: cfg.reconstructions]
         recon = predict(model, originals)
-        frames = ev.interpolation_frames(model.encode_model, model.decode_model, cfg.grid_pairs, cfg.grid_steps)
-        ends = ev.x_test[: cfg.grid_pairs], ev.x_test[cfg.grid_pairs: 2 * cfg.grid_pairs]
+        pairs = min(cfg.grid_pairs, len(ev.x_test) // 2)  # a tiny test set draws fewer rows
+        frames = ev.interpolation_frames(model.encode_model, model.decode_model, pairs, cfg.grid_steps)
+        ends = ev.x_test[:pairs], ev.x_test[pairs: 2 * pairs]
         # Synchronous: written before the metrics that mark the evaluation done (MLflow's default for
         # stepped images is a background queue, which also leaves threads behind every run of a process).
         for key, grid in (("reconstructions", reconstruction_grid(originals, recon, cfg.grid_scale)),

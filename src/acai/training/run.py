@@ -172,6 +172,8 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
                      trainer.evaluations), flush=True)
         if resume_id is None:
             log_config(cfg)
+            if notes := dataset.notes():
+                mlflow.set_tag("acai.data_notes", "\n".join(notes))
         else:
             mlflow.set_tags({"acai.lock": str(lock.path)})
             print(f"Resuming MLflow run {resume_id} after {first_epoch} of {trainer.evaluations} evaluations")
@@ -221,15 +223,16 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
                            | {f"final/{k}": v for k, v in evaluate_cb.last.items()})
         final_start = time.perf_counter()
         latents = predict(model.encode_model, evaluator.x_test)
-        fig = latent_scatter(latents, evaluator.y_test, f"{run.info.run_name}: test latents (PCA)",
-                             dataset.label_name)
+        fig = latent_scatter(latents, evaluator.y_test if dataset.labelled else None,
+                             f"{run.info.run_name}: test latents (PCA)", dataset.label_name)
         mlflow.log_figure(fig, "latent_space.png")
         plt.close(fig)
         if tracking.log_model:
             exported = model.export()
             log_keras_model(exported)
             log_interpolator(exported)
-            log_classifier(model.classifier)
+            if model.classifier is not None:
+                log_classifier(model.classifier)
         state.remove_leftovers()
         mlflow.log_metric("time/final_seconds", time.perf_counter() - final_start)  # plot, models, classifier
         print(summary(run.info.run_id, totals["wall_seconds"], totals["train_seconds"],

@@ -1,0 +1,242 @@
+"""Any folder (or .zip) of PNG/JPEG images, decoded once into the prepared uint8 format.
+
+Layout: class sub-folders give labels (`cats/1.jpg`, `dogs/2.png`: classes in name order); images
+directly in the folder give none (`num_classes` 0). One wrapping folder, as in a zip of a folder, is
+looked through. `train/` and `test/` sub-folders are used as the splits; otherwise `test_size` images
+are held out, chosen by a fixed seed (`holdout: false` tests on the first `test_size` images in name
+order, which also stay in training, as the reference does for CelebA).
+
+Each image is converted to `channels` (1: grayscale, 3: RGB; conversions are counted and reported),
+cropped by `crop` = [top, bottom, left, right] pixels, centre-cropped to a square, and resized to `size`
+with TensorFlow's bicubic kernel as the reference's `tf.image.resize_bicubic` (TF1 pixel alignment).
+An image that cannot be decoded (truncated, not an image) is skipped with a warning that names it;
+the run fails only if none is left. An image smaller than `size` after cropping is an error.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from acai.data.arrays import ArrayDataset
+from acai.data.prepared import Progress, Split, chunks, prepared, source_key
+from acai.errors import ConfigError, DatasetError
+
+EXTENSIONS = (".png", ".jpg", ".jpeg")
+GRAYSCALE_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+SHOW = 5  # skipped files named in the warning
+
+
+class Source:
+    """The image files under a folder or inside a zip, by relative POSIX name."""
+
+    def __init__(self, path: str):
+        self.path = Path(path).expanduser()
+        self.zip: zipfile.ZipFile | None = None
+        if self.path.is_file() and self.path.suffix.lower() == ".zip":
+            try:
+                self.zip = zipfile.ZipFile(self.path)
+            except (zipfile.BadZipFile, OSError) as e:
+                raise DatasetError(f"dataset.path={path!r}: not a readable zip file ({e})") from None
+            self.names = sorted(n for n in self.zip.namelist() if n.lower().endswith(EXTENSIONS))
+        elif self.path.is_dir():
+            self.names = sorted(
+                str(PurePosixPath(Path(root).relative_to(self.path), f))
+                for root, _, files in os.walk(self.path) for f in files if f.lower().endswith(EXTENSIONS))
+        else:
+            raise DatasetError(f"dataset.path={path!r} does not exist or is not a folder or .zip of images")
+        if not self.names:
+            raise DatasetError(f"dataset.path={path!r} holds no image ({', '.join(EXTENSIONS)} files, searched "
+                               "in every sub-folder)")
+
+    def files(self) -> list[Path]:
+        """What the cache key hashes: the zip, or every image file."""
+        return [self.path] if self.zip else [self.path / n for n in self.names]
+
+    def read(self, name: str) -> bytes:
+        if self.zip is not None:
+            return self.zip.read(name)
+        return (self.path / name).read_bytes()
+
+
+def strip_wrapper(names: list[str]) -> tuple[list[str], str]:
+    """Look through folders that wrap everything (`img_align_celeba/...` in CelebA's zip): (names, prefix)."""
+    prefix = ""
+    while all("/" in n for n in names) and len({n.split("/")[0] for n in names}) == 1 \
+            and names[0].split("/")[0].lower() not in ("train", "test"):
+        top = names[0].split("/")[0] + "/"
+        prefix, names = prefix + top, [n[len(top):] for n in names]
+    return names, prefix
+
+
+def layout(names: list[str], source: str) -> tuple[dict[str, list[str]], list[str]]:
+    """Split names ({"train": [...], "test": [...]} or {"all": [...]}) and class names ([] if flat)."""
+    tops = {n.split("/")[0].lower() for n in names if "/" in n}
+    splits: dict[str, list[str]]
+    if tops and tops <= {"train", "test"} and all("/" in n for n in names):
+        splits = {s: [n for n in names if n.split("/")[0].lower() == s] for s in ("train", "test")}
+        if not splits["train"] or not splits["test"]:
+            raise DatasetError(f"{source}: has train/ and test/ folders but one of them holds no image")
+        inner = {s: [n.split("/", 1)[1] for n in v] for s, v in splits.items()}
+    else:
+        splits, inner = {"all": names}, {"all": names}
+    flat = ["/" not in n for v in inner.values() for n in v]
+    if any(flat) and not all(flat):
+        example = next(n for v in inner.values() for n in v if "/" not in n)
+        raise DatasetError(f"{source}: images both in class sub-folders and at the top (e.g. {example!r}); put every "
+                           "image in a class folder, or none")
+    classes = [] if all(flat) else sorted({n.split("/")[0] for v in inner.values() for n in v})
+    return splits, classes
+
+
+@dataclass
+class Decoded:
+    image: np.ndarray | None
+    converted: bool = False  # grayscale made RGB, or colour made grayscale
+    error: str = ""
+
+
+@dataclass
+class ImageFolder(ArrayDataset):
+    """Images from a folder or zip, labelled by sub-folder; prepared once (see the module docstring)."""
+
+    _target_: str = "acai.data.folder.ImageFolder"
+    name: str = "folder"
+    num_classes: int | None = None  # null: as many as class sub-folders (0 for a flat folder)
+    size: int = 32
+    crop: list[int] | None = None  # pixels removed from [top, bottom, left, right] before resizing
+    channels: int = 3
+    test_size: int = 1000
+    holdout: bool = True
+    holdout_seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.channels not in (1, 3):
+            raise ConfigError("dataset.channels", self.channels, "1 (grayscale) or 3 (RGB)")
+        if self.size < 1:
+            raise ConfigError("dataset.size", self.size, "the side in pixels the images are resized to, >= 1")
+        if self.crop is not None and (len(self.crop) != 4 or min(self.crop) < 0):
+            raise ConfigError("dataset.crop", self.crop, "null or 4 pixel counts >= 0: [top, bottom, left, right]")
+        if self.test_size < 2:
+            raise ConfigError("dataset.test_size", self.test_size, "the number of test images, >= 2")
+
+    def label_of(self, name: str) -> int:
+        classes = getattr(self, "class_names", [])
+        return classes.index(name.split("/")[0]) if classes else 0
+
+    def load(self) -> dict[str, Split]:
+        if not self.path:
+            raise ConfigError("dataset.path", None, f"dataset={self.name} reads a folder or .zip of images: set "
+                              "dataset.path")
+        source = Source(self.path)
+        names, prefix = strip_wrapper(source.names)
+        splits, classes = layout(names, f"dataset.path={self.path!r}")
+        if self.num_classes is not None and self.num_classes != len(classes):
+            raise ConfigError("dataset.num_classes", self.num_classes,
+                              f"dataset.path={self.path!r} has {len(classes)} class sub-folder(s) {classes[:10]}; "
+                              "use null to take them from the folder")
+        self.num_classes, self.class_names = len(classes), classes
+        if "all" in splits:
+            splits = self.hold_out(splits["all"])
+        settings = (self.size, self.crop, self.channels, self.test_size, self.holdout, self.holdout_seed)
+
+        def build(open_split) -> dict[str, object]:
+            progress = Progress(self.name, sum(len(v) for v in splits.values()))
+            done, skipped, converted = 0, [], Counter()
+            with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+                for split, members in splits.items():
+                    writer = open_split(split)
+                    for part in chunks(len(members), 1024):
+                        batch = members[part]
+                        decoded = list(pool.map(lambda n: self.decode(source, prefix + n), batch))
+                        kept = [(n, d) for n, d in zip(batch, decoded, strict=True) if d.image is not None]
+                        skipped += [f"{prefix + n} ({d.error})" for n, d in zip(batch, decoded, strict=True)
+                                    if d.image is None]
+                        converted.update(d.converted for _, d in kept)
+                        if kept:
+                            writer.write(self.resize([d.image for _, d in kept]),
+                                         [self.label_of(split_name(n, split)) for n, _ in kept])
+                        done += len(batch)
+                        progress.update(done)
+            return {"skipped": skipped, "converted": converted[True], "kept": converted[False],
+                    "classes": classes}
+
+        data, info = prepared(self.name, source_key(source.files(), prefix, splits, *settings), build)
+        self.report(info, data)
+        return data
+
+    def hold_out(self, names: list[str]) -> dict[str, list[str]]:
+        if self.test_size >= len(names):
+            raise ConfigError("dataset.test_size", self.test_size,
+                              f"dataset.path={self.path!r} has {len(names)} images; hold out fewer")
+        if not self.holdout:
+            return {"train": names, "test": names[: self.test_size]}
+        test = set(np.random.default_rng(self.holdout_seed).permutation(len(names))[: self.test_size].tolist())
+        return {"train": [n for i, n in enumerate(names) if i not in test],
+                "test": [n for i, n in enumerate(names) if i in test]}
+
+    def decode(self, source: Source, name: str) -> Decoded:
+        """One file -> a square uint8 HxWxC crop at least `size` wide, or why it could not be read."""
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(source.read(name))) as img:
+                img.load()
+                grayscale = img.mode in GRAYSCALE_MODES
+                pixels = np.asarray(img.convert("L" if self.channels == 1 else "RGB"))
+        except (OSError, SyntaxError, ValueError, zipfile.BadZipFile) as e:
+            return Decoded(None, error=str(e) or type(e).__name__)
+        pixels = pixels.reshape(pixels.shape[:2] + (self.channels,))
+        h, w = pixels.shape[:2]
+        if self.crop:
+            top, bottom, left, right = self.crop
+            pixels = pixels[top: h - bottom, left: w - right]
+        side = min(pixels.shape[:2])
+        if side < self.size:
+            raise DatasetError(
+                f"dataset.path={self.path!r}: {name} is {w}x{h} pixels"
+                + (f", {pixels.shape[1]}x{pixels.shape[0]} after dataset.crop={self.crop}" if self.crop else "")
+                + f", smaller than dataset.size={self.size}; remove it or lower dataset.size")
+        top, left = (pixels.shape[0] - side) // 2, (pixels.shape[1] - side) // 2
+        return Decoded(pixels[top: top + side, left: left + side], grayscale != (self.channels == 1))
+
+    def resize(self, images: list[np.ndarray]) -> np.ndarray:
+        """Square crops of any sizes -> [N, size, size, C] uint8, bicubic as TF1's resize_bicubic."""
+        import tensorflow as tf
+
+        out = np.empty((len(images), self.size, self.size, self.channels), np.uint8)
+        for side in {im.shape[0] for im in images}:
+            index = [i for i, im in enumerate(images) if im.shape[0] == side]
+            group = np.stack([images[i] for i in index])
+            if side != self.size:
+                resized = tf.raw_ops.ResizeBicubic(images=group.astype(np.float32), size=[self.size, self.size],
+                                                   align_corners=False, half_pixel_centers=False)
+                group = np.clip(np.round(resized.numpy()), 0, 255).astype(np.uint8)
+            out[index] = group
+        return out
+
+    def report(self, info: dict, data: dict[str, Split]) -> None:
+        skipped = info["skipped"]
+        if skipped:
+            shown = "; ".join(skipped[:SHOW]) + (f"; and {len(skipped) - SHOW} more" if len(skipped) > SHOW else "")
+            self.note(f"skipped {len(skipped)} unreadable image(s) in dataset.path={self.path!r}: {shown}")
+        if not len(data["train"].y) or not len(data["test"].y):
+            raise DatasetError(f"dataset.path={self.path!r}: no readable image left in the "
+                               f"{'train' if not len(data['train'].y) else 'test'} split")
+        if n := info["converted"]:
+            kind = "colour, converted to grayscale" if self.channels == 1 else "grayscale, converted to RGB"
+            self.note(f"{n:,} of {n + info['kept']:,} images were {kind} (dataset.channels={self.channels})")
+
+
+def split_name(name: str, split: str) -> str:
+    """A member's name below its train/ or test/ folder, if the folder has them."""
+    head, _, rest = name.partition("/")
+    return rest if head.lower() in ("train", "test") and rest else name
