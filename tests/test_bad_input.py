@@ -37,6 +37,40 @@ def idx_folder(tmp_path, truncate: bool):
     return ["dataset=mnist", f"dataset.path={tmp_path}"]
 
 
+def colour_files(tmp_path, kind: str) -> list[str]:
+    """Files of the colour datasets, broken in one way each."""
+    from datafiles import cifar_records, write_cifar10, write_images, write_svhn
+    from scipy.io import savemat
+
+    if kind == "svhn misnamed":
+        folder = write_svhn(tmp_path / "svhn")
+        (folder / "test_32x32.mat").rename(folder / "test.mat")
+        return ["dataset=svhn", f"dataset.path={folder}"]
+    if kind == "svhn no X":
+        folder = write_svhn(tmp_path / "svhn")
+        savemat(folder / "train_32x32.mat", {"images": np.zeros((32, 32, 3, 4), np.uint8), "y": np.ones((4, 1))})
+        return ["dataset=svhn", f"dataset.path={folder}"]
+    if kind == "cifar partial record":
+        bins = write_cifar10(tmp_path / "cifar")
+        (bins / "test_batch.bin").write_bytes(cifar_records(np.arange(5)) + b"\x01\x02")
+        return ["dataset=cifar10", f"dataset.path={bins}"]
+    if kind == "empty folder":
+        (tmp_path / "images").mkdir()
+        return ["dataset=folder", f"dataset.path={tmp_path / 'images'}"]
+    if kind == "nothing readable":
+        folder = write_images(tmp_path / "images", 6, ["a", "b"])
+        for f in folder.rglob("*.jpg"):
+            f.write_bytes(f.read_bytes()[:40])
+        return ["dataset=folder", f"dataset.path={folder}", "dataset.test_size=2"]
+    if kind == "small images":
+        return ["dataset=folder", f"dataset.path={write_images(tmp_path / 'images', 6, size=(24, 24))}",
+                "dataset.test_size=2"]
+    if kind == "classes differ":
+        return ["dataset=folder", f"dataset.path={write_images(tmp_path / 'images', 6, ['a', 'b'])}",
+                "dataset.test_size=2", "dataset.num_classes=10"]
+    raise ValueError(kind)
+
+
 # (id, overrides or a function of tmp_path giving them, pattern the one-line message must match)
 COMPOSE_ROWS = [
     ("unknown dataset", ["dataset=cifar11"], r"dataset/cifar11"),
@@ -92,6 +126,21 @@ TRAIN_ROWS = [
     ("empty experiment name", ["tracking.experiment="], r"tracking.experiment='' .*non-empty"),
     ("negative seed", ["seed=-1"], r"seed=-1 .*0 \.\. 2\^32"),
     ("batch too large for memory", ["trainer.batch_size=1000000"], r"trainer.batch_size=1000000 .*GiB .*fits"),
+    ("SVHN file missing or misnamed", lambda t: colour_files(t, "svhn misnamed"),
+     r"dataset.path=.*no test_32x32.mat in that folder \(it holds \['test.mat', 'train_32x32.mat'\]\)"),
+    ("SVHN .mat without X", lambda t: colour_files(t, "svhn no X"), r"train_32x32.mat: no variable X; SVHN's"),
+    ("CIFAR-10 file not whole records", lambda t: colour_files(t, "cifar partial record"),
+     r"test_batch.bin: 15,367 bytes is not a whole number of 3,073-byte CIFAR-10 records"),
+    ("CIFAR-10 without dataset.path offline", ["dataset=cifar10", "dataset.path=/no/such/cifar"],
+     r"dataset.path='/no/such/cifar' does not exist; give the cifar-10-batches-bin/ folder"),
+    ("empty image folder", lambda t: colour_files(t, "empty folder"), r"dataset.path=.* holds no image"),
+    ("no readable image in a folder", lambda t: colour_files(t, "nothing readable"), r"no readable image left"),
+    ("images smaller than dataset.size", lambda t: colour_files(t, "small images"),
+     r"\d+.jpg is 24x24 pixels, smaller than dataset.size=32"),
+    ("folder without a path", ["dataset=folder"], r"dataset.path=None .*set dataset.path"),
+    ("folder classes differ from num_classes", lambda t: colour_files(t, "classes differ"),
+     r"dataset.num_classes=10 .*has 2 class sub-folder\(s\) \['a', 'b'\]"),
+    ("folder channel count", ["dataset=folder", "dataset.channels=4"], r"dataset.channels=4 .*1 \(grayscale\) or 3"),
     ("checkpoint folder is a file", lambda t: [f"trainer.checkpoint_dir={(t / 'f').write_text('x') and t / 'f'}"],
      r"trainer.checkpoint_dir=.*must be a folder"),
 ]
