@@ -67,5 +67,5 @@ def test_dataset_that_does_not_match_the_model_is_a_clear_error(compose_cfg, cap
     run_id = train(cfg)  # a 28x28 MLP: 32x32 lines do not fit it
     assert evaluate.main([run_id, "--tracking-uri", cfg.tracking.uri, "dataset=lines"]) == 2
     assert "larger than the model's input size 28x28" in capsys.readouterr().err
-    assert evaluate.main([run_id, "--tracking-uri", cfg.tracking.uri, "dataset=svhn"]) == 2
+    assert evaluate.main([run_id, "--tracking-uri", cfg.tracking.uri, "dataset=imagenet"]) == 2
     assert "choose one of" in capsys.readouterr().err

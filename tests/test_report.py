@@ -322,3 +322,29 @@ def test_last_n_sets_the_window_of_the_per_run_median(store, tmp_path, capsys):
     assert "median of its last 3 evaluations" in rep.markdown
     assert report.main(["--tracking-uri", uri, "--out", str(tmp_path / "o"), "--no-log", "--last", "0"]) == 2
     assert "--last=0" in capsys.readouterr().err
+
+
+def test_tables_2_and_3_have_a_row_per_dataset_and_latent_size_in_the_papers_order(empty_store, tmp_path):
+    """The paper's Tables 2-3: MNIST 32/256, SVHN 32/256, CIFAR-10 256/1024 rows, the models as columns;
+    an unlabelled dataset (CelebA) logs no accuracy and so has no row there."""
+    uri, client, exp = empty_store
+    settings = [("cifar10", 1024), ("svhn", 256), ("mnist", 32), ("cifar10", 256), ("svhn", 32), ("mnist", 256)]
+    for i, (dataset, latent) in enumerate(settings):
+        for reg in ("acai", "none"):
+            accuracy = [50.0 + i + (reg == "acai")] * EVALS
+            log_training_run(client, exp, reg, dataset, "conv", latent, 0, {"latent_accuracy": accuracy,
+                             "reconstruction_error": [0.01] * EVALS}, once={"cluster_accuracy": 40.0 + i})
+    log_training_run(client, exp, "acai", "celeba", "conv", 32, 0, {"reconstruction_error": [0.02] * EVALS})
+    rep = report.build_report(uri, "acai", out=tmp_path / "out", log=False)
+    for key, table in (("latent_accuracy", "Table 2"), ("cluster_accuracy", "Table 3")):
+        section = rep.markdown.split(f"## {MEASURE[key].title}: the paper's {table}")[1].split("\n## ")[0]
+        rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line
+                and not line.startswith(f"| {report.PAPER_LABEL}")]
+        assert rows[0] == "| dataset | model | latent | Baseline | ACAI | n |"
+        assert [tuple(r.split(" | ")[0:3:2]) for r in rows[1:]] == [
+            ("| mnist", "32"), ("| mnist", "256"), ("| svhn", "32"), ("| svhn", "256"), ("| cifar10", "256"),
+            ("| cifar10", "1024")]
+    svhn32 = rep.tables["latent_accuracy"].query("dataset == 'svhn' and latent_dim == 32")
+    assert svhn32.set_index("regularizer")["mean"].to_dict() == {"none": 54.0, "acai": 55.0}
+    assert "celeba" not in set(rep.tables["latent_accuracy"]["dataset"])
+    assert "celeba" in set(rep.tables["reconstruction_error"]["dataset"])

@@ -51,7 +51,7 @@ class ArrayDataset(Dataset):
             if not isinstance(x, Rows):
                 x = ensure_nhwc(np.asarray(x), self.source)
                 if x.dtype != np.uint8:
-                    raise DatasetError(f"{self.source}: {split} images have dtype {x.dtype}; expected uint8 0..255")
+                    raise DatasetError(f"{self.source}: {split} images have dtype {x.dtype}; expected uint8 pixels 0..255")
             if len(x) != len(y):
                 raise DatasetError(f"{self.source}: {len(x)} {split} images but {len(y)} labels")
             if self.labelled and y.size and (y.min() < 0 or y.max() >= self.num_classes):
