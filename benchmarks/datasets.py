@@ -89,6 +89,9 @@ def compose(dataset: str, path: Path, *overrides: str):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    from acai.config import register
+
+    register()
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         return hydra_compose("config", overrides=[f"dataset={dataset}", f"dataset.path={path}", *overrides])
 
@@ -111,6 +114,7 @@ def step_throughput(cfg, images: np.ndarray, labels: np.ndarray, steps: int = 12
     from acai.training.run import prepare
 
     trainer, _, _, dataset, arch, reg = prepare(cfg)
+    dataset.test_set()  # a folder learns its number of classes from the files
     keras.utils.set_random_seed(0)
     model = Autoencoder(arch, reg, images.shape[1:], dataset.num_classes)
     model.compile(jit_compile=False)
@@ -121,6 +125,16 @@ def step_throughput(cfg, images: np.ndarray, labels: np.ndarray, steps: int = 12
     return steps * 64 / (time.perf_counter() - start)
 
 
+# Started from a small launcher process: Linux carries a process's peak RSS across fork and exec, so a
+# train.py spawned from this (large) benchmark process would report this process's size as its own peak.
+LAUNCHER = """
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, done.returncode)
+sys.stderr.write(done.stderr[-3000:] if done.returncode else "")
+"""
+
+
 def peak_rss(dataset: str, path: Path, cache: Path, tmp: Path) -> tuple[float, float]:
     """(peak RSS in GB, wall seconds) of a default-settings run cut to 2 evaluations of 2,048 samples."""
     cmd = [sys.executable, str(ROOT / "src" / "train.py"), f"dataset={dataset}", f"dataset.path={path}",
@@ -129,12 +143,12 @@ def peak_rss(dataset: str, path: Path, cache: Path, tmp: Path) -> tuple[float, f
            f"trainer.checkpoint_dir={tmp}/checkpoints", "tracking.experiment=benchmark"]
     env = os.environ | {"ACAI_CACHE_DIR": str(cache), "ACAI_HYDRA_DIR": str(tmp / "hydra")}
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, *cmd], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
-    if status != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr.read()[-3000:]}")
-    return usage.ru_maxrss / 2**20, wall
+    kilobytes, status = done.stdout.split()
+    if status != "0":
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr}")
+    return int(kilobytes) / 2**20, wall
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(f"--{name}", help=f"a real copy of {name} (dataset.path) instead of the stand-in")
     p.add_argument("--datasets", nargs="+", default=list(SIZES))
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS runs (minutes each)")
+    p.add_argument("--rss-only", action="store_true", help="only the peak-RSS runs")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = p.parse_args(argv)
 
@@ -157,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
             path = standins[name]
         work = Path(tempfile.mkdtemp(prefix=f"acai-bench-{name}-"))
         os.environ["ACAI_CACHE_DIR"] = str(work / "cache")
+        if args.rss_only:  # the run prepares the data itself: its first-run peak
+            rss, wall = peak_rss(name, path, work / "cache", work)
+            rows.append({"dataset": name, "peak RSS GB": rss, "rss run s": wall})
+            print(json.dumps(rows[-1]), flush=True)
+            continue
         from acai.training.run import prepare
 
         start = time.perf_counter()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import FASHION
 
-from acai.data.base import pad_to
+from acai.data.base import pad_to, unit_range
 from acai.data.images import ImageDataset, read_idx
 from acai.errors import DatasetError
 
@@ -47,6 +47,9 @@ def test_pad_to_surrounds_with_background():
     img = np.ones((1, 28, 28, 1), np.float32)
     out = pad_to(img, 32)
     assert out.shape == (1, 32, 32, 1) and out.sum() == 28 * 28 - (32 * 32 - 28 * 28)
+    # stored pixels (the clustering set of image datasets) pad with 0, which converts to the same -1
+    pixels = pad_to(np.full((1, 28, 28, 1), 255, np.uint8), 32)
+    assert np.array_equal(unit_range(pixels), out)
 
 
 def test_truncated_idx_file_is_named(tmp_path):

@@ -56,7 +56,8 @@ class Dataset:
         raise NotImplementedError
 
     def train_set(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
-        """The first `limit` training examples, unshuffled (for clustering)."""
+        """The first `limit` training examples, unshuffled (for clustering): float32 [-1, 1], or the stored
+        uint8 pixels (4x smaller; `predict` converts them chunk by chunk, see `unit_range`)."""
         raise NotImplementedError
 
     def train_batches(self, batch_size: int, seed: int, image_size: int | None,
@@ -69,6 +70,11 @@ class Dataset:
 def to_unit_range(images: np.ndarray) -> np.ndarray:
     """uint8 [0, 255] -> float32 [-1, 1], as the reference's `x * 2/255 - 1`."""
     return images.astype(np.float32) * (2.0 / 255.0) - 1.0
+
+
+def unit_range(images: np.ndarray) -> np.ndarray:
+    """Images as the networks take them: uint8 pixels converted to [-1, 1], floats as float32."""
+    return to_unit_range(images) if images.dtype == np.uint8 else np.asarray(images, np.float32)
 
 
 def ensure_nhwc(images: np.ndarray, source: str) -> np.ndarray:
@@ -110,6 +116,6 @@ def pad_to(images: np.ndarray | tf.Tensor, size: int | None):
     if ph == 0 and pw == 0:
         return images
     paddings = [[0, 0], [ph, ph], [pw, pw], [0, 0]]
-    if isinstance(images, np.ndarray):
-        return np.pad(images, paddings, constant_values=-1.0)
+    if isinstance(images, np.ndarray):  # uint8 pixels: 0 is the background -1
+        return np.pad(images, paddings, constant_values=0 if images.dtype == np.uint8 else -1.0)
     return tf.pad(images, paddings, constant_values=-1.0)

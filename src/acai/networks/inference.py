@@ -8,6 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from acai.data.base import unit_range
+
 PREDICT_BATCH = 500
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -25,15 +27,15 @@ class _Inference:
 
 def predict(model: keras.Model, x: np.ndarray, batch: int = PREDICT_BATCH) -> np.ndarray:
     """Batched inference through one compiled function per model; the last chunk is padded so the
-    function is traced once (Keras' `predict` retraces on every new shape and logs warnings)."""
+    function is traced once (Keras' `predict` retraces on every new shape and logs warnings).
+    uint8 images are converted to [-1, 1] a chunk at a time (never all at once as floats)."""
     fn = _COMPILED.get(model)
     if fn is None:
         fn = _COMPILED[model] = tf.function(_Inference(model))
-    x = np.asarray(x, np.float32)
     size = min(batch, len(x))
     out = []
     for start in range(0, len(x), size):
-        chunk = x[start:start + size]
+        chunk = unit_range(x[start:start + size])
         padded = np.concatenate([chunk, np.repeat(chunk[-1:], size - len(chunk), 0)]) if len(chunk) < size else chunk
         out.append(np.asarray(fn(padded))[: len(chunk)])
     return np.concatenate(out)
