@@ -2,6 +2,7 @@
 
     python benchmarks/throughput.py                      # ACAI and none, conv and mlp, on lines
     python benchmarks/throughput.py --regularizers all --models conv --datasets lines fashion_mnist
+    python benchmarks/throughput.py --models conv --datasets svhn cifar10 --path svhn=~/svhn --path cifar10=~/cifar
 
 For every case, in the same process and one after the other so machine noise hits both alike:
   * `fast`:      the product's default path: Autoencoder.fit() on the tf.data pipeline, XLA as
@@ -48,11 +49,14 @@ FASHION = "/usr/share/datasets/fashion-mnist"
 ALL_REGULARIZERS = ["none", "dropout", "denoising", "vae", "aae", "vqvae", "acai"]
 
 
+PATHS: dict[str, str] = {"fashion_mnist": FASHION}  # dataset.path per dataset (--path name=folder adds more)
+
+
 def build(dataset: str, model_name: str, regularizer: str, batch: int, precision: str = "float32"):
     overrides = [f"dataset={dataset}", f"model={model_name}", f"regularizer={regularizer}",
                  f"trainer.batch_size={batch}"]
-    if dataset == "fashion_mnist":
-        overrides.append(f"dataset.path={FASHION}")
+    if dataset in PATHS:
+        overrides.append(f"dataset.path={PATHS[dataset]}")
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     _, _, _, ds, arch, reg = prepare(cfg)
@@ -227,8 +231,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-reference", action="store_true", help="skip the reference step (faster)")
     p.add_argument("--no-bf16", action="store_true", help="skip the mixed_bfloat16 measurement")
     p.add_argument("--xla", action="store_true", help="also time the step with XLA forced on")
+    p.add_argument("--path", action="append", default=[], metavar="DATASET=PATH",
+                   help="dataset.path for a dataset, e.g. svhn=~/svhn cifar10=~/cifar-10-batches-bin (see "
+                        "benchmarks/datasets.py for full-size stand-ins)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = p.parse_args(argv)
+    PATHS.update(item.split("=", 1) for item in args.path)
     regs = ALL_REGULARIZERS if args.regularizers == ["all"] else args.regularizers
     register()
     timing = (args.batch, args.warmup, args.window, args.windows)

@@ -32,6 +32,11 @@ def test_svhn_mat_files_give_colour_images_labels_0_to_9_and_train_plus_extra(tm
     assert x.shape == (20, 32, 32, 3) and x.dtype == np.float32 and -1 <= x.min() and x.max() <= 1
     assert y.tolist() == [i % 10 for i in range(20)]  # the file's 10 (zero) became 0
     assert len(ds.splits["train"].y) == 30 + 12 and ds.notes() == []
+    # training images: train_32x32.mat's, then extra_32x32.mat's, in order and pixel for pixel
+    digits = np.arange(30 + 12) % 10
+    expected = np.concatenate([blobs(np.arange(30) % 10, seed=0), blobs(np.arange(12) % 10, seed=2)])
+    assert np.array_equal(to_pixels(ds.train_set(42)[0].astype(np.float32) * (2 / 255) - 1), expected)
+    assert ds.splits["train"].y.tolist() == np.r_[digits[:30], digits[:12]].tolist()
     # NHWC from the file's 32x32x3xN, pixel for pixel
     assert np.array_equal(to_pixels(x), blobs(np.arange(20) % 10, seed=1))
     assert "Preparing dataset=svhn" in capsys.readouterr().err

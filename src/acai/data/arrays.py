@@ -85,15 +85,11 @@ class ArrayDataset(Dataset):
         if n < batch_size:
             raise DatasetError(f"dataset={self.name} has {n} training images, fewer than one batch ({batch_size})")
         shape = (batch_size, *x.shape[1:])
-        stored = None if isinstance(x, Rows) else tf.constant(x)
 
         def read(indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            if stored is not None:
-                images = tf.gather(stored, indices)
-            else:
-                images = tf.ensure_shape(tf.numpy_function(lambda i: take(x, i), [indices], tf.uint8,
-                                                           stateful=False), shape)
-            images = tf.cast(images, tf.float32) * (2.0 / 255.0) - 1.0
+            # gathered by NumPy from the stored array or file: no second copy of the data inside TensorFlow
+            images = tf.numpy_function(lambda i: take(x, i), [indices], tf.uint8, stateful=False)
+            images = tf.cast(tf.ensure_shape(images, shape), tf.float32) * (2.0 / 255.0) - 1.0
             return pad_to(images, image_size), tf.gather(labels, indices)
 
         # repeat, then shuffle, as the reference: the buffer mixes the end of one pass with the next

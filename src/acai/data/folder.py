@@ -170,6 +170,9 @@ class ImageFolder(ArrayDataset):
                     "classes": classes}
 
         data, info = prepared(self.name, source_key(source.files(), prefix, splits, *settings), build)
+        if "test" not in data:
+            train = data["train"]
+            data["test"] = Split(np.asarray(train.x[: self.test_size]), train.y[: self.test_size])
         self.report(info, data)
         return data
 
@@ -177,8 +180,8 @@ class ImageFolder(ArrayDataset):
         if self.test_size >= len(names):
             raise ConfigError("dataset.test_size", self.test_size,
                               f"dataset.path={self.path!r} has {len(names)} images; hold out fewer")
-        if not self.holdout:
-            return {"train": names, "test": names[: self.test_size]}
+        if not self.holdout:  # the test split is read back from the first prepared images (see load)
+            return {"train": names}
         test = set(np.random.default_rng(self.holdout_seed).permutation(len(names))[: self.test_size].tolist())
         return {"train": [n for i, n in enumerate(names) if i not in test],
                 "test": [n for i, n in enumerate(names) if i in test]}

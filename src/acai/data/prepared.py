@@ -27,7 +27,7 @@ import numpy as np
 from acai.errors import DatasetError
 from acai.evaluation.cache import cache_dir, fingerprint
 
-FORMAT = 1  # bump when the prepared layout or any preparation changes
+FORMAT = 2  # bump when the prepared layout or any preparation changes (2: SVHN extra no longer overwrote train)
 
 
 class Rows:
@@ -132,8 +132,15 @@ def prepared(name: str, key: str, build: Build) -> tuple[dict[str, Split], dict[
             raise DatasetError(f"cannot prepare dataset={name} in {tmp.parent} ({e}); set ACAI_CACHE_DIR to a "
                                "writable folder with room for the decoded images") from None
         writers: dict[str, SplitWriter] = {}
+
+        def open_split(split: str) -> SplitWriter:
+            """The split's writer; a split opened again (SVHN's extra after train) appends to it."""
+            if split not in writers:
+                writers[split] = SplitWriter(tmp, split)
+            return writers[split]
+
         try:
-            extra = build(lambda split: writers.setdefault(split, SplitWriter(tmp, split)))
+            extra = build(open_split)
             info = {"splits": {s: w.close() for s, w in writers.items()}, **extra}
             (tmp / "info.json").write_text(json.dumps(info, indent=1))
             try:
