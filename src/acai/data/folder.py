@@ -2,8 +2,10 @@
 
 Layout: class sub-folders give labels (`cats/1.jpg`, `dogs/2.png`: classes in name order); images
 directly in the folder give none (`num_classes` 0). One wrapping folder, as in a zip of a folder, is
-looked through. `train/` and `test/` sub-folders are used as the splits; otherwise `test_size` images
-are held out, chosen by a fixed seed (`holdout: false` tests on the first `test_size` images in name
+looked through. Images are stored in an order shuffled once by `order_seed` (so that the reference's
+1,024-image shuffle buffer sees every class, not one class folder at a time). `train/` and `test/`
+sub-folders are used as the splits; otherwise the first `test_size` of that order are held out
+(`holdout: false` tests on the first `test_size` images in name
 order, which also stay in training, as the reference does for CelebA).
 
 Each image is converted to `channels` (1: grayscale, 3: RGB; conversions are counted and reported),
@@ -115,7 +117,7 @@ class ImageFolder(ArrayDataset):
     channels: int = 3
     test_size: int = 1000
     holdout: bool = True
-    holdout_seed: int = 0
+    order_seed: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -144,9 +146,8 @@ class ImageFolder(ArrayDataset):
                               f"dataset.path={self.path!r} has {len(classes)} class sub-folder(s) {classes[:10]}; "
                               "use null to take them from the folder")
         self.num_classes, self.class_names = len(classes), classes
-        if "all" in splits:
-            splits = self.hold_out(splits["all"])
-        settings = (self.size, self.crop, self.channels, self.test_size, self.holdout, self.holdout_seed)
+        splits = self.arrange(splits)
+        settings = (self.size, self.crop, self.channels)
 
         def build(open_split) -> dict[str, object]:
             progress = Progress(self.name, sum(len(v) for v in splits.values()))
@@ -176,15 +177,21 @@ class ImageFolder(ArrayDataset):
         self.report(info, data)
         return data
 
-    def hold_out(self, names: list[str]) -> dict[str, list[str]]:
+    def arrange(self, splits: dict[str, list[str]]) -> dict[str, list[str]]:
+        """The stored order of each split: shuffled once with `order_seed` (a folder is sorted by class, and
+        the reference's 1,024-image shuffle buffer over it would see one class at a time), the first
+        `test_size` held out; with `holdout: false` the files' own order (CelebA, as the reference)."""
+        rng = np.random.default_rng(self.order_seed)
+        if "all" not in splits:  # train/ and test/ folders
+            return {split: [names[i] for i in rng.permutation(len(names))] for split, names in splits.items()}
+        names = splits["all"]
         if self.test_size >= len(names):
             raise ConfigError("dataset.test_size", self.test_size,
                               f"dataset.path={self.path!r} has {len(names)} images; hold out fewer")
         if not self.holdout:  # the test split is read back from the first prepared images (see load)
             return {"train": names}
-        test = set(np.random.default_rng(self.holdout_seed).permutation(len(names))[: self.test_size].tolist())
-        return {"train": [n for i, n in enumerate(names) if i not in test],
-                "test": [n for i, n in enumerate(names) if i in test]}
+        order = [names[i] for i in rng.permutation(len(names))]
+        return {"train": order[self.test_size:], "test": order[: self.test_size]}
 
     def decode(self, source: Source, name: str) -> Decoded:
         """One file -> a square uint8 HxWxC crop at least `size` wide, or why it could not be read."""
