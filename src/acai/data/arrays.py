@@ -49,7 +49,7 @@ class ArrayDataset(Dataset):
         for split in ("train", "test"):
             x, y = splits[split].x, integer_labels(splits[split].y, f"{self.source}: {split} labels")
             if not isinstance(x, Rows):
-                x = ensure_nhwc(np.asarray(x), self.source)
+                x = np.ascontiguousarray(ensure_nhwc(np.asarray(x), self.source))  # CIFAR's CHW -> HWC is a view
                 if x.dtype != np.uint8:
                     raise DatasetError(
                         f"{self.source}: {split} images have dtype {x.dtype}; expected uint8 pixels 0..255")

@@ -72,7 +72,7 @@ class Rows:
 
 
 def take(images: np.ndarray | Rows, indices: np.ndarray) -> np.ndarray:
-    return images.take(indices) if isinstance(images, Rows) else np.take(images, indices, axis=0)
+    return images.take(indices) if isinstance(images, Rows) else images[indices]
 
 
 @dataclass
