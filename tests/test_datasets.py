@@ -116,6 +116,8 @@ def test_flat_folders_zips_and_train_test_folders(tmp_path):
     assert "has no labels" in ds.notes()[0]
     with pytest.raises(ConfigError, match=r"dataset.num_classes=5 .* has 0 class sub-folder"):
         ImageFolder(path=str(flat), num_classes=5, test_size=3).test_set()
+    odd = ImageFolder(path=str(write_images(tmp_path / "odd", 8, ["train", "zebra"])), test_size=2)
+    assert odd.test_set()[0].shape == (2, 32, 32, 3) and odd.class_names == ["train", "zebra"]  # a class, not a split
     split = tmp_path / "split"
     write_images(split / "train", 10, ["a", "b"])
     write_images(split / "test", 4, ["a", "b"], seed=1)

@@ -146,6 +146,7 @@ class ImageFolder(ArrayDataset):
                               f"dataset.path={self.path!r} has {len(classes)} class sub-folder(s) {classes[:10]}; "
                               "use null to take them from the folder")
         self.num_classes, self.class_names = len(classes), classes
+        in_split_folders = "all" not in splits  # names start with train/ or test/
         splits = self.arrange(splits)
         settings = (self.size, self.crop, self.channels)
 
@@ -164,7 +165,8 @@ class ImageFolder(ArrayDataset):
                         converted.update(d.converted for _, d in kept)
                         if kept:
                             writer.write(self.resize([d.image for _, d in kept]),
-                                         [self.label_of(split_name(n, split)) for n, _ in kept])
+                                         [self.label_of(n.split("/", 1)[1] if in_split_folders else n)
+                                          for n, _ in kept])
                         done += len(batch)
                         progress.update(done)
             return {"skipped": skipped, "converted": converted[True], "kept": converted[False],
@@ -245,8 +247,3 @@ class ImageFolder(ArrayDataset):
             kind = "colour, converted to grayscale" if self.channels == 1 else "grayscale, converted to RGB"
             self.note(f"{n:,} of {n + info['kept']:,} images were {kind} (dataset.channels={self.channels})")
 
-
-def split_name(name: str, split: str) -> str:
-    """A member's name below its train/ or test/ folder, if the folder has them."""
-    head, _, rest = name.partition("/")
-    return rest if head.lower() in ("train", "test") and rest else name
