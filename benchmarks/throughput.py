@@ -61,7 +61,7 @@ def build(dataset: str, model_name: str, regularizer: str, batch: int, precision
         cfg = compose("config", overrides=overrides)
     _, _, _, ds, arch, reg = prepare(cfg)
     x_test, y_test = ds.test_set()
-    size = arch.image_size(x_test.shape[1])
+    size = arch.image_size()
     keras.utils.set_random_seed(0)
     model = Autoencoder(arch, reg, (size or x_test.shape[1], size or x_test.shape[2], x_test.shape[3]),
                         ds.num_classes, precision=precision)

@@ -19,7 +19,7 @@ class Architecture:
     #: benchmarks/throughput.py --xla. XLA is always used on a GPU.
     xla_on_cpu = False
 
-    def image_size(self, native: int) -> int | None:
+    def image_size(self) -> int | None:
         """The side length the model wants its (square) images padded to, or None for native size."""
         return None
 

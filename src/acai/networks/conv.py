@@ -35,7 +35,7 @@ class ConvArchitecture(Architecture):
     depth: int = 16
     input_size: int = 32
 
-    def image_size(self, native: int) -> int | None:
+    def image_size(self) -> int | None:
         return self.input_size
 
     def scales(self) -> int:

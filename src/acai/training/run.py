@@ -145,9 +145,7 @@ def train(cfg: DictConfig) -> str:
 def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer, experiment_id, key, lock) -> str:
     """The run itself, with this configuration's lock held."""
     resume_id = cfg.resume or find_run(experiment_id, key, finished=False)
-    native = dataset.test_set()[0].shape[1]
-    image_size = arch.image_size(native)
-    evaluator = Evaluator(dataset, evaluation, image_size, seed=cfg.seed)
+    evaluator = Evaluator(dataset, evaluation, arch.image_size(), seed=cfg.seed)
     model = Autoencoder(arch, regularizer, evaluator.x_test.shape[1:], dataset.num_classes,
                         lr=trainer.lr, epsilon=trainer.adam_epsilon, seed=cfg.seed, precision=trainer.precision)
     check_fits(model, trainer.batch_size)
@@ -157,7 +155,7 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
         shutil.rmtree(directory, ignore_errors=True)
     state = TrainingState(model, directory)
     first_epoch = state.restore()
-    batches = dataset.train_batches(trainer.batch_size, cfg.seed, image_size,
+    batches = dataset.train_batches(trainer.batch_size, cfg.seed, evaluator.image_size,
                                     start_step=first_epoch * trainer.steps_per_eval)
 
     tags = {"regularizer": regularizer.name, "dataset": dataset.name, "model": arch.name, "acai.config_key": key,
