@@ -64,10 +64,6 @@ class ArrayDataset(Dataset):
             print(f"Note: {line}", file=sys.stderr, flush=True)
         return splits
 
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.splits["train"].x.shape[1:])
-
     def test_set(self) -> tuple[np.ndarray, np.ndarray]:
         test = self.splits["test"]
         n = len(test.x) if self.test_limit is None else min(self.test_limit, len(test.x))

@@ -40,7 +40,6 @@ class CelebA(ImageFolder):
             images = images[:, top: images.shape[1] - bottom, left: images.shape[2] - right]
             return self.resize(list(images)), np.zeros(len(images), np.int64)
 
-        everything = "train+validation+test"
-        data = tfds_splits(self.name, "celeb_a", {"train": everything, "test": f"train[:{self.test_size}]"},
-                           convert, self.size, self.crop)
-        return data
+        # all three tfds splits are the 202,599 images; the test images are the first of them, not decoded twice
+        return self.with_test(tfds_splits(self.name, "celeb_a", {"train": "train+validation+test"}, convert,
+                                          self.size, self.crop))

@@ -173,10 +173,15 @@ class ImageFolder(ArrayDataset):
                     "classes": classes}
 
         data, info = prepared(self.name, source_key(source.files(), prefix, splits, *settings), build)
+        data = self.with_test(data)
+        self.report(info, data)
+        return data
+
+    def with_test(self, data: dict[str, Split]) -> dict[str, Split]:
+        """Without a prepared test split (`holdout: false`), the first `test_size` training images."""
         if "test" not in data:
             train = data["train"]
             data["test"] = Split(np.asarray(train.x[: self.test_size]), train.y[: self.test_size])
-        self.report(info, data)
         return data
 
     def arrange(self, splits: dict[str, list[str]]) -> dict[str, list[str]]:
