@@ -36,7 +36,7 @@ def test_losses_match_the_reference_formulas(batch):
     state = numpy_of(model.seed_generator.state)
     losses = model.compute_losses(x, y)
     model.seed_generator.state.assign(state)
-    alpha = numpy_of(mixing_alpha(16, 4, model.seed_generator)).reshape(-1)
+    alpha = numpy_of(mixing_alpha(16, 4, model.random)).reshape(-1)
     assert np.all((0 <= alpha) & (alpha <= 0.5))
 
     xn = x.numpy()

@@ -13,6 +13,7 @@ from acai.regularizers.aae import Aae
 from acai.regularizers.acai import Acai
 from acai.regularizers.base import Step
 from acai.regularizers.denoising import Denoising
+from acai.regularizers.draws import BatchRandom
 from acai.regularizers.dropout import Dropout
 from acai.regularizers.none import PlainAutoencoder
 from acai.regularizers.vae import Vae, gaussian_kl
@@ -36,7 +37,7 @@ def make(regularizer, arch=None):
 def test_dropout_is_active_in_training_and_off_in_evaluation(batch):
     model = make(Dropout(keep_prob=0.5), MlpArchitecture(latent_dim=64, hidden=[64]))
     features = model.encoder(batch[0])
-    latent, code, _, _ = model.regularizer.bottleneck(features, model.seed_generator)
+    latent, code, _, _ = model.regularizer.bottleneck(features, model.random)
     f, c = features.numpy(), code.numpy()
     dropped = c == 0
     assert 0.3 < dropped.mean() < 0.7
@@ -49,12 +50,12 @@ def test_dropout_is_active_in_training_and_off_in_evaluation(batch):
 def test_denoising_input_differs_from_the_clean_target(batch):
     model = make(Denoising(noise=1.0))
     x = batch[0]
-    noisy = model.regularizer.corrupt(x, model.seed_generator).numpy()
+    noisy = model.regularizer.corrupt(x, model.random).numpy()
     assert np.std(noisy - x.numpy()) == pytest.approx(1.0, rel=0.05)
     state = model.seed_generator.state.numpy()
     losses = model.compute_losses(*batch)
     model.seed_generator.state.assign(state)
-    noisy = model.regularizer.corrupt(x, model.seed_generator)
+    noisy = model.regularizer.corrupt(x, model.random)
     expected = np.mean((model.decoder(model.encoder(noisy)).numpy() - x.numpy()) ** 2)
     assert float(losses["reconstruction"]) == pytest.approx(expected, rel=1e-5)
 
@@ -82,11 +83,11 @@ def test_vae_outputs_images_in_range_and_interpolates_the_mean(batch):
 def test_aae_discriminator_loss_responds_to_prior_versus_latent():
     reg = Aae()
     reg.build(None, (32, 32, 1), (2, 2, 16), lambda lr: keras.optimizers.Adam(1e-3))
-    seed = keras.random.SeedGenerator(0)
+    random = BatchRandom(keras.random.SeedGenerator(0), replicas=1)
     far = np.full((64, 2, 2, 16), 4.0, np.float32)
     for _ in range(50):
         with tf.GradientTape() as tape:
-            step = Step(x=None, latent=tf.constant(far), reconstruction=None, decode=None, seed=seed)
+            step = Step(x=None, latent=tf.constant(far), reconstruction=None, decode=None, random=random)
             _, disc_loss, diag = reg.adversary_losses(step)
         grads = tape.gradient(disc_loss, reg.adversary.trainable_variables)
         reg.adversary_optimizer.apply_gradients(zip(grads, reg.adversary.trainable_variables))

@@ -53,6 +53,7 @@ class TrainerConfig:
     checkpoint_every: int = 16384
     checkpoint_dir: str = "checkpoints"
     verbose: int = 1
+    strategy: str = "none"  # or mirrored: one run over every visible GPU (training/distribute.py)
 
     def __post_init__(self) -> None:
         _positive("trainer", self, "batch_size", "total_samples", "eval_every", "lr", "adam_epsilon",
@@ -62,6 +63,13 @@ class TrainerConfig:
         if self.precision not in ("float32", "mixed_bfloat16"):
             raise ConfigError("trainer.precision", self.precision,
                               "must be float32 or mixed_bfloat16 (float16 would need loss scaling)")
+        if self.strategy not in ("none", "mirrored"):
+            raise ConfigError("trainer.strategy", self.strategy, "must be none (one device) or mirrored (every "
+                              "visible GPU; one run uses one machine: scale out across runs)")
+        if self.strategy == "mirrored" and str(self.jit_compile).lower() == "true":
+            raise ConfigError("trainer.jit_compile", self.jit_compile,
+                              "must be auto or false under trainer.strategy=mirrored (XLA fails there in TF 2.21: "
+                              "\"Trying to access resource ... located in device ... from device ...\")")
         if self.batch_size < 2:
             raise ConfigError("trainer.batch_size", self.batch_size, "must be >= 2: interpolation pairs need two")
         if self.eval_every > self.total_samples:
@@ -82,6 +90,8 @@ class TrainerConfig:
         """XLA where it helps: always on a GPU; on a CPU only for models that measured faster with it
         (the mlp: 1.4x; the paper's conv step ran 2.4x slower)."""
         mode = str(self.jit_compile).lower()
+        if self.strategy == "mirrored":
+            return False  # XLA fails under MirroredStrategy (TF 2.21); auto turns it off there
         if mode == "auto":
             import tensorflow as tf
 

@@ -40,7 +40,7 @@ class Aae(Regularizer):
 
     def adversary_losses(self, step):
         z = step.latent
-        prior = keras.random.normal(ops.shape(z), seed=step.seed)
+        prior = step.random.normal(ops.shape(z))
         logit_latent = self.adversary(z, training=True)
         logit_prior = self.adversary(prior, training=True)
         disc_latent, disc_prior = sigmoid_ce(logit_latent, 0.0), sigmoid_ce(logit_prior, 1.0)

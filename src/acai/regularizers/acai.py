@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import keras
 from keras import ops
 
 from acai.networks.inference import predict
 from acai.regularizers.base import Regularizer, Step, reverse_pairs
+from acai.regularizers.draws import BatchRandom
 
 
-def mixing_alpha(batch: int, rank: int, seed: keras.random.SeedGenerator):
+def mixing_alpha(batch: int, rank: int, random: BatchRandom):
     """One alpha per example, uniform on [0, 0.5], shaped to broadcast over a latent of this rank."""
-    u = keras.random.uniform((batch,) + (1,) * (rank - 1), seed=seed)
+    u = random.uniform((batch,) + (1,) * (rank - 1))
     return 0.5 - ops.abs(u - 0.5)
 
 
@@ -48,7 +48,7 @@ class Acai(Regularizer):
 
     def adversary_losses(self, step: Step):
         z = step.latent
-        alpha = mixing_alpha(ops.shape(z)[0], len(z.shape), step.seed)
+        alpha = mixing_alpha(ops.shape(z)[0], len(z.shape), step.random)
         x_mix = step.decode(alpha * z + (1.0 - alpha) * reverse_pairs(z))
         critic_mix = self.adversary(x_mix, training=True)
         blend = step.reconstruction + self.reg * (step.x - step.reconstruction)

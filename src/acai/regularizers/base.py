@@ -18,6 +18,7 @@ import tensorflow as tf
 from keras import ops
 
 from acai.networks.base import Architecture
+from acai.regularizers.draws import BatchRandom
 
 
 @dataclass
@@ -28,7 +29,7 @@ class Step:
     latent: tf.Tensor
     reconstruction: tf.Tensor
     decode: Callable[[tf.Tensor], tf.Tensor]
-    seed: keras.random.SeedGenerator
+    random: BatchRandom
 
 
 def mse(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
@@ -84,11 +85,11 @@ class Regularizer:
         return None
 
     # ---- the training step's hooks ----
-    def corrupt(self, x: tf.Tensor, seed: keras.random.SeedGenerator) -> tf.Tensor:
+    def corrupt(self, x: tf.Tensor, random: BatchRandom) -> tf.Tensor:
         """The encoder's training input (denoising adds noise); targets stay clean."""
         return x
 
-    def bottleneck(self, features: tf.Tensor, seed: keras.random.SeedGenerator
+    def bottleneck(self, features: tf.Tensor, random: BatchRandom
                    ) -> tuple[tf.Tensor, tf.Tensor, dict[str, tf.Tensor], dict[str, tf.Tensor]]:
         """From encoder output to (latent, decoder input, weighted AE loss terms, diagnostics) when training."""
         return features, features, {}, {}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import keras
 from keras import ops
 
 from acai.errors import ConfigError
@@ -23,5 +22,5 @@ class Denoising(Regularizer):
         if self.noise < 0:
             raise ConfigError("regularizer.noise", self.noise, "must be >= 0")
 
-    def corrupt(self, x, seed):
-        return x + self.noise * keras.random.normal(ops.shape(x), seed=seed)
+    def corrupt(self, x, random):
+        return x + self.noise * random.normal(ops.shape(x))

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import keras
-
 from acai.errors import ConfigError
 from acai.regularizers.base import Regularizer
 
@@ -26,6 +24,6 @@ class Dropout(Regularizer):
         if not 0.0 < self.keep_prob <= 1.0:
             raise ConfigError("regularizer.keep_prob", self.keep_prob, "must be in (0, 1]")
 
-    def bottleneck(self, features, seed):
-        dropped = keras.random.dropout(features, rate=1.0 - self.keep_prob, seed=seed)
+    def bottleneck(self, features, random):
+        dropped = random.dropout(features, self.keep_prob)
         return features, dropped, {}, {}

@@ -58,9 +58,9 @@ class Vae(Regularizer):
     def metric_names(self):
         return ("kl", "likelihood")  # likelihood: the Bernoulli negative log-likelihood per example
 
-    def bottleneck(self, features, seed):
+    def bottleneck(self, features, random):
         mu, log_var = self.mean_head(features), self.log_var_head(features)
-        z = mu + ops.exp(0.5 * log_var) * keras.random.normal(ops.shape(mu), seed=seed)
+        z = mu + ops.exp(0.5 * log_var) * random.normal(ops.shape(mu))
         batch = ops.cast(ops.shape(mu)[0], mu.dtype)
         kl = self.beta * gaussian_kl(mu, log_var) / batch
         return mu, z, {"kl": kl}, {"kl": kl}

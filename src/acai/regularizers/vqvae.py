@@ -164,7 +164,7 @@ class VqVae(Regularizer):
     def metric_names(self):
         return ("commitment", "perplexity")
 
-    def bottleneck(self, features, seed):
+    def bottleneck(self, features, random):
         code, commitment, ids = self.quantizer.train_call(features)
         terms = {"commitment": self.beta * commitment}
         return features, code, terms, terms | {"perplexity": perplexity(ids, self.codebook_size)}

@@ -14,6 +14,7 @@ from keras import ops
 from acai.networks.base import Architecture
 from acai.networks.precision import with_precision
 from acai.regularizers.base import Regularizer, Step, mse
+from acai.regularizers.draws import BatchRandom
 
 
 def adam(lr: float, epsilon: float) -> keras.optimizers.Adam:
@@ -59,6 +60,9 @@ class Autoencoder(keras.Model):
         )
         self.classifier_optimizer = adam(lr, epsilon)
         self.seed_generator = keras.random.SeedGenerator(seed)
+        # built inside a strategy's scope: its replicas each take a slice of the batch (training/distribute.py)
+        self.replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        self.random = BatchRandom(self.seed_generator, self.replicas)
         self.lr, self.epsilon = lr, epsilon
         classifier = ("classifier", "classifier_accuracy") if self.classifier is not None else ()
         names = ("loss", "reconstruction", *classifier, *regularizer.metric_names())
@@ -109,14 +113,14 @@ class Autoencoder(keras.Model):
     def compute_losses(self, x, y):
         """One forward pass: every loss and diagnostic of the step, in a dict."""
         reg = self.regularizer
-        encoder_input = reg.corrupt(x, self.seed_generator)
+        encoder_input = reg.corrupt(x, self.random)
         features = self.encoder(encoder_input, training=True)
-        latent, code, terms, bottleneck_diagnostics = reg.bottleneck(features, self.seed_generator)
+        latent, code, terms, bottleneck_diagnostics = reg.bottleneck(features, self.random)
         raw = self.decoder(code, training=True)
         reconstruction = raw if self.output_head is None else self.output_head(raw)
         losses = {"reconstruction": mse(x, reconstruction), "likelihood": reg.reconstruction_loss(x, raw)}
         step = Step(x=x, latent=latent, reconstruction=reconstruction,
-                    decode=lambda z: self.decode(z, training=True), seed=self.seed_generator)
+                    decode=lambda z: self.decode(z, training=True), random=self.random)
         adv_terms, adversary_loss, diagnostics = reg.adversary_losses(step)
         losses["loss"] = losses["likelihood"] + sum(terms.values()) + sum(adv_terms.values())
         losses["adversary"] = adversary_loss
@@ -143,14 +147,17 @@ class Autoencoder(keras.Model):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape(persistent=True) as tape:
             losses = self.compute_losses(x, y)
+            # Keras sums the replicas' gradients: scaled, they are the gradients of the global-batch mean
+            scaled = {k: losses[k] / self.replicas if self.replicas > 1 else losses[k]
+                      for k in ("loss", "classifier", "adversary") if losses.get(k) is not None}
         ae_vars = self.autoencoder_variables()
-        self.optimizer.apply_gradients(zip(tape.gradient(losses["loss"], ae_vars), ae_vars))
+        self.optimizer.apply_gradients(zip(tape.gradient(scaled["loss"], ae_vars), ae_vars))
         if self.classifier is not None:
             clf_vars = self.classifier.trainable_variables
-            self.classifier_optimizer.apply_gradients(zip(tape.gradient(losses["classifier"], clf_vars), clf_vars))
+            self.classifier_optimizer.apply_gradients(zip(tape.gradient(scaled["classifier"], clf_vars), clf_vars))
         if losses["adversary"] is not None:
             adv_vars = self.adversary.trainable_variables
-            self.adversary_optimizer.apply_gradients(zip(tape.gradient(losses["adversary"], adv_vars), adv_vars))
+            self.adversary_optimizer.apply_gradients(zip(tape.gradient(scaled["adversary"], adv_vars), adv_vars))
         del tape
         for name, tracker in self.trackers.items():
             tracker.update_state(losses[name])

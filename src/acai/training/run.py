@@ -38,6 +38,7 @@ from acai.tracking.plots import latent_scatter
 from acai.training.autoencoder import Autoencoder
 from acai.training.callbacks import Evaluate, Progress, StopOnSignal, TrainMetrics
 from acai.training.checkpoint import Checkpointing, TrainingState
+from acai.training.distribute import in_pair_order, make_strategy
 from acai.training.memory import check_fits
 
 
@@ -145,21 +146,24 @@ def train(cfg: DictConfig) -> str:
 def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer, experiment_id, key, lock) -> str:
     """The run itself, with this configuration's lock held."""
     resume_id = cfg.resume or find_run(experiment_id, key, finished=False)
+    strategy = make_strategy(trainer.strategy, trainer.batch_size)
     evaluator = Evaluator(dataset, evaluation, arch.image_size(), seed=cfg.seed)
-    model = Autoencoder(arch, regularizer, evaluator.x_test.shape[1:], dataset.num_classes,
-                        lr=trainer.lr, epsilon=trainer.adam_epsilon, seed=cfg.seed, precision=trainer.precision)
-    check_fits(model, trainer.batch_size)
-    model.compile(jit_compile=trainer.use_xla(arch.xla_on_cpu))
     directory = lock.path.parent / key
     if resume_id is None:  # a finished run's checkpoints: start afresh (before the manager reads them)
         shutil.rmtree(directory, ignore_errors=True)
-    state = TrainingState(model, directory)
-    first_epoch = state.restore()
+    with strategy.scope():  # every variable, optimizer slot included, is mirrored over the replicas
+        model = Autoencoder(arch, regularizer, evaluator.x_test.shape[1:], dataset.num_classes,
+                            lr=trainer.lr, epsilon=trainer.adam_epsilon, seed=cfg.seed, precision=trainer.precision)
+        check_fits(model, trainer.batch_size)  # on CPUs the replicas share the host memory
+        model.compile(jit_compile=trainer.use_xla(arch.xla_on_cpu))
+        state = TrainingState(model, directory)
+        first_epoch = state.restore()
     batches = dataset.train_batches(trainer.batch_size, cfg.seed, evaluator.image_size,
                                     start_step=first_epoch * trainer.steps_per_eval)
+    batches = in_pair_order(batches, trainer.batch_size, model.replicas)
 
     tags = {"regularizer": regularizer.name, "dataset": dataset.name, "model": arch.name, "acai.config_key": key,
-            "acai.lock": str(lock.path)}
+            "acai.lock": str(lock.path), "acai.replicas": str(model.replicas)}
     if tracking.sweep:
         tags["sweep"] = tracking.sweep
     name = tracking.run_name or run_name(cfg)
