@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import sqlite3
@@ -23,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from acai.config import TrackingConfig
 from acai.errors import ConfigError, TrackingError
 from acai.locks import store_lock
+from acai.tracking.outbox import is_remote
 
 LOCAL_SCHEMES = ("sqlite:///",)
 PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
@@ -60,6 +62,17 @@ def _local_path(uri: str) -> Path | None:
         if uri.startswith(scheme):
             return Path(uri[len(scheme):])
     return None
+
+
+def check_driver(uri: str, setting: str) -> None:
+    """A database URI needs its Python driver, which the `server` extra installs: one line, not SQLAlchemy's."""
+    scheme = uri.split("://", 1)[0].lower()
+    if not scheme.startswith("postgresql"):
+        return
+    module = "psycopg2" if "psycopg2" in scheme else "psycopg"
+    if importlib.util.find_spec(module) is None:
+        raise TrackingError(f"{setting}={uri!r} needs the PostgreSQL driver {module}, which is not installed: "
+                            "pip install -e '.[server]'")
 
 
 def check_server(uri: str, setting: str, timeout: float = 10.0) -> None:
@@ -124,6 +137,7 @@ def open_experiment(cfg: TrackingConfig) -> str:
     db = _local_path(uri)
     if db is not None and not (db.parent.is_dir() and os.access(db.parent, os.W_OK)):
         raise TrackingError(f"tracking.uri={cfg.uri!r}: the folder {db.parent} does not exist or is not writable")
+    check_driver(uri, "tracking.uri")
     check_server(uri, "tracking.uri")
     with first_use(db):
         return _open_experiment(cfg, uri)
@@ -134,6 +148,11 @@ def _open_experiment(cfg: TrackingConfig, uri: str) -> str:
         mlflow.set_tracking_uri(uri)
         client = MlflowClient(uri)
         experiment = client.get_experiment_by_name(cfg.experiment)
+        if experiment is None and is_remote(uri):  # the server stores the artifacts: it picks where
+            try:
+                return client.create_experiment(cfg.experiment)
+            except MlflowException:  # created by a parallel job meanwhile
+                experiment = client.get_experiment_by_name(cfg.experiment)
         if experiment is None:
             artifacts = Path(cfg.artifact_location).expanduser().resolve()
             try:
@@ -157,6 +176,7 @@ def open_store(tracking_uri: str) -> MlflowClient:
     """A client on an existing store, for the tools that read runs: never creates an empty SQLite file
     (a typo or the wrong folder), and any failure to open it is one clear line."""
     uri = resolve_uri(tracking_uri)
+    check_driver(uri, "--tracking-uri")
     check_server(uri, "--tracking-uri")
     db = _local_path(uri)
     if db is not None and str(db) != ":memory:" and not db.is_file():

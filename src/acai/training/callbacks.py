@@ -12,7 +12,6 @@ from contextlib import contextmanager
 
 import keras
 import matplotlib.pyplot as plt
-import mlflow
 
 from acai.console import SHOWN, duration, metrics_line
 from acai.errors import Interrupted, TrainingError
@@ -20,6 +19,7 @@ from acai.evaluation.evaluator import Evaluator
 from acai.evaluation.interpolation import mix_weights
 from acai.evaluation.summary import end_of_training_summary
 from acai.networks.inference import predict
+from acai.tracking.outbox import Outbox
 from acai.tracking.plots import critic_path, interpolation_grid, reconstruction_grid
 
 
@@ -43,10 +43,10 @@ class SampleClock(keras.callbacks.Callback):
 class TrainMetrics(SampleClock):
     """Logs the running training losses every `log_every` steps, and stops on NaN/Inf with the loss named."""
 
-    def __init__(self, batch_size: int, steps_per_epoch: int, log_every: int, skip_until: int = 0,
+    def __init__(self, batch_size: int, steps_per_epoch: int, log_every: int, outbox: Outbox, skip_until: int = 0,
                  clock: dict[str, float] | None = None):
         super().__init__(batch_size, steps_per_epoch)
-        self.log_every = log_every
+        self.log_every, self.outbox = log_every, outbox
         self.skip_until = skip_until  # a resumed run already logged these samples
         clock = clock or {}  # a resumed run's totals so far, from its checkpoint
         self.train_seconds = clock.get("train_seconds", 0.0)  # time inside training batches, evaluations excluded
@@ -83,15 +83,16 @@ class TrainMetrics(SampleClock):
                 "the last checkpoint and everything logged so far are kept. Lower the learning rate or check the data."
             )
         if step % self.log_every == 0 and self.samples(batch) > self.skip_until:
-            mlflow.log_metrics({f"train/{k}": v for k, v in values.items()}, step=self.samples(batch))
+            self.outbox.log_metrics({f"train/{k}": v for k, v in values.items()}, step=self.samples(batch))
 
 
 class Evaluate(SampleClock):
     """Every epoch (= `trainer.eval_every` samples): the paper's metrics, the image grids, the medians."""
 
-    def __init__(self, evaluator: Evaluator, batch_size: int, steps_per_epoch: int, history: dict | None = None):
+    def __init__(self, evaluator: Evaluator, batch_size: int, steps_per_epoch: int, outbox: Outbox,
+                 history: dict | None = None):
         super().__init__(batch_size, steps_per_epoch)
-        self.evaluator = evaluator
+        self.evaluator, self.outbox = evaluator, outbox
         self.history: dict[str, list[float]] = history if history is not None else {}
         self.last: dict[str, float] = {k: v[-1] for k, v in self.history.items()}
         self.logged_until = len(next(iter(self.history.values()), [])) * steps_per_epoch * batch_size
@@ -116,7 +117,7 @@ class Evaluate(SampleClock):
             self.history.setdefault(key, []).append(value)
         summary = end_of_training_summary(self.history, ev.cfg.median_of_last, self.params.get("epochs", 1))
         with ev.phase("log_metrics", "log the metrics"):
-            mlflow.log_metrics({f"eval/{k}": v for k, v in metrics.items()} | summary, step=samples)
+            self.outbox.log_metrics({f"eval/{k}": v for k, v in metrics.items()} | summary, step=samples)
         self.last = metrics
         self.seconds = time.perf_counter() - start
         return metrics
@@ -132,11 +133,11 @@ class Evaluate(SampleClock):
         # stepped images is a background queue, which also leaves threads behind every run of a process).
         for key, grid in (("reconstructions", reconstruction_grid(originals, recon, cfg.grid_scale)),
                           ("interpolations", interpolation_grid(ends[0], frames, ends[1], cfg.grid_scale))):
-            mlflow.log_image(grid, key=key, step=samples, synchronous=True)
+            self.outbox.log_image(grid, key=key, step=samples)
         judged = model.regularizer.judge_interpolations(frames.reshape((-1,) + frames.shape[2:]))
         if judged is not None:
             fig = critic_path(mix_weights(cfg.grid_steps), judged.reshape(frames.shape[:2]))
-            mlflow.log_figure(fig, f"critic/critic_path_{samples:010d}.png")
+            self.outbox.log_figure(fig, f"critic/critic_path_{samples:010d}.png")
             plt.close(fig)
 
 

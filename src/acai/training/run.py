@@ -12,6 +12,7 @@ import keras
 import matplotlib.pyplot as plt
 import mlflow
 import tensorflow as tf
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
@@ -34,6 +35,7 @@ from acai.tracking.mlflow_run import (
     open_experiment,
     run_name,
 )
+from acai.tracking.outbox import Outbox, Undelivered, is_remote
 from acai.tracking.plots import latent_scatter
 from acai.training.autoencoder import Autoencoder
 from acai.training.callbacks import Evaluate, Progress, StopOnSignal, TrainMetrics
@@ -167,76 +169,85 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
     if tracking.sweep:
         tags["sweep"] = tracking.sweep
     name = tracking.run_name or run_name(cfg)
-    with mlflow.start_run(run_id=resume_id, experiment_id=experiment_id, run_name=name, tags=tags) as run:
-        lock.describe(run_id=run.info.run_id)
-        print(header(run, tracking.experiment, mlflow.get_tracking_uri(), tracking.artifact_location,
-                     trainer.total_steps * trainer.batch_size, trainer.steps_per_eval * trainer.batch_size,
-                     trainer.evaluations), flush=True)
-        if resume_id is None:
-            log_config(cfg)
-            if notes := dataset.notes():
-                mlflow.set_tag("acai.data_notes", "\n".join(notes))
-        else:
-            mlflow.set_tags({"acai.lock": str(lock.path)})
-            print(f"Resuming MLflow run {resume_id} after {first_epoch} of {trainer.evaluations} evaluations")
-        clock = state.clock()
-        metrics_cb = TrainMetrics(trainer.batch_size, trainer.steps_per_eval, trainer.log_every,
-                                  skip_until=logged_until(resume_id, "train/loss"), clock=clock)
-        evaluate_cb = Evaluate(evaluator, trainer.batch_size, trainer.steps_per_eval,
-                               history=eval_history(resume_id))
-        every = max(1, round(trainer.checkpoint_every / (trainer.steps_per_eval * trainer.batch_size)))
-        start = time.perf_counter()
-        startup = start - acai.STARTED  # this process: imports, Hydra, the store, data, networks
+    try:
+        with mlflow.start_run(run_id=resume_id, experiment_id=experiment_id, run_name=name, tags=tags) as run:
+            lock.describe(run_id=run.info.run_id)
+            print(header(run, tracking.experiment, mlflow.get_tracking_uri(), mlflow.get_artifact_uri(),
+                         trainer.total_steps * trainer.batch_size, trainer.steps_per_eval * trainer.batch_size,
+                         trainer.evaluations), flush=True)
+            if resume_id is None:
+                log_config(cfg)
+                if notes := dataset.notes():
+                    mlflow.set_tag("acai.data_notes", "\n".join(notes))
+            else:
+                mlflow.set_tags({"acai.lock": str(lock.path)})
+                print(f"Resuming MLflow run {resume_id} after {first_epoch} of {trainer.evaluations} evaluations")
+            outbox = Outbox(directory / "outbox", remote=is_remote(mlflow.get_tracking_uri()))
+            outbox.deliver()  # what a run cut off by a server outage kept: before reading what was logged
+            clock = state.clock()
+            metrics_cb = TrainMetrics(trainer.batch_size, trainer.steps_per_eval, trainer.log_every, outbox,
+                                      skip_until=logged_until(resume_id, "train/loss"), clock=clock)
+            evaluate_cb = Evaluate(evaluator, trainer.batch_size, trainer.steps_per_eval, outbox,
+                                   history=eval_history(resume_id))
+            every = max(1, round(trainer.checkpoint_every / (trainer.steps_per_eval * trainer.batch_size)))
+            start = time.perf_counter()
+            startup = start - acai.STARTED  # this process: imports, Hydra, the store, data, networks
 
-        def clock_now() -> dict[str, float]:
-            """The time totals so far over every process that trained this run (saved with each checkpoint)."""
-            return {"wall_seconds": clock["wall_seconds"] + time.perf_counter() - start,
-                    "train_seconds": metrics_cb.train_seconds, "first_step_seconds": metrics_cb.first_step_seconds,
-                    "timed_steps": metrics_cb.timed_steps}
+            def clock_now() -> dict[str, float]:
+                """The time totals so far over every process that trained this run (saved with each checkpoint)."""
+                return {"wall_seconds": clock["wall_seconds"] + time.perf_counter() - start,
+                        "train_seconds": metrics_cb.train_seconds, "first_step_seconds": metrics_cb.first_step_seconds,
+                        "timed_steps": metrics_cb.timed_steps}
 
-        stop = StopOnSignal()
-        checkpointing = Checkpointing(state, every, clock_now)
-        progress = Progress(trainer.verbose, trainer.batch_size, trainer.steps_per_eval, trainer.evaluations,
-                            evaluate_cb)
-        try:
-            with stop.installed():
-                model.fit(batches, epochs=trainer.evaluations, initial_epoch=first_epoch,
-                          steps_per_epoch=trainer.steps_per_eval, verbose=0, shuffle=False,
-                          callbacks=[metrics_cb, evaluate_cb, progress, checkpointing, stop])
-        except Interrupted as e:
-            mlflow.end_run("KILLED")
-            done = int(state.epoch.numpy())
-            raise Interrupted(
-                f"stopped by {e.signal_name} at step {e.step}: MLflow run {run.info.run_id} marked KILLED; its last "
-                f"checkpoint ({done} of {trainer.evaluations} evaluations) is kept: rerun the same command to resume",
-                e.signum, e.step) from None
-        except (OSError, tf.errors.OpError) as e:
-            if not disk_full(e):
-                raise
-            raise TrainingError(
-                f"no space left on the device (checkpoints in {directory}, artifacts in "
-                f"{tracking.artifact_location}); the last complete checkpoint and everything logged so far are "
-                "kept: free space and rerun to resume") from None
-        totals = clock_now()
-        timing = {f"time/{k}": totals[k] for k in ("wall_seconds", "train_seconds", "first_step_seconds")}
-        timing |= phase_times(startup, checkpointing.seconds, evaluator.timings)
-        mlflow.log_metrics(timing | {"time/images_per_second": metrics_cb.images_per_second,
-                                     "samples": trainer.total_steps * trainer.batch_size}
-                           | {f"final/{k}": v for k, v in evaluate_cb.last.items()})
-        final_start = time.perf_counter()
-        latents = predict(model.encode_model, evaluator.x_test)
-        fig = latent_scatter(latents, evaluator.y_test if dataset.labelled else None,
-                             f"{run.info.run_name}: test latents (PCA)", dataset.label_name)
-        mlflow.log_figure(fig, "latent_space.png")
-        plt.close(fig)
-        if tracking.log_model:
-            exported = model.export()
-            log_keras_model(exported)
-            log_interpolator(exported)
-            if model.classifier is not None:
-                log_classifier(model.classifier)
-        state.remove_leftovers()
-        mlflow.log_metric("time/final_seconds", time.perf_counter() - final_start)  # plot, models, classifier
-        print(summary(run.info.run_id, totals["wall_seconds"], totals["train_seconds"],
-                      metrics_cb.images_per_second, evaluate_cb.last), flush=True)
-        return run.info.run_id
+            stop = StopOnSignal()
+            checkpointing = Checkpointing(state, every, clock_now)
+            progress = Progress(trainer.verbose, trainer.batch_size, trainer.steps_per_eval, trainer.evaluations,
+                                evaluate_cb)
+            try:
+                with stop.installed():
+                    model.fit(batches, epochs=trainer.evaluations, initial_epoch=first_epoch,
+                              steps_per_epoch=trainer.steps_per_eval, verbose=0, shuffle=False,
+                              callbacks=[metrics_cb, evaluate_cb, progress, checkpointing, stop])
+            except Interrupted as e:
+                mlflow.end_run("KILLED")
+                done = int(state.epoch.numpy())
+                raise Interrupted(
+                    f"stopped by {e.signal_name} at step {e.step}: MLflow run {run.info.run_id} marked KILLED; its "
+                    f"last checkpoint ({done} of {trainer.evaluations} evaluations) is kept: rerun the same command to "
+                    "resume",
+                    e.signum, e.step) from None
+            except (OSError, tf.errors.OpError) as e:
+                if not disk_full(e):
+                    raise
+                raise TrainingError(
+                    f"no space left on the device (checkpoints in {directory}, artifacts in "
+                    f"{tracking.artifact_location}); the last complete checkpoint and everything logged so far are "
+                    "kept: free space and rerun to resume") from None
+            outbox.deliver()
+            totals = clock_now()
+            timing = {f"time/{k}": totals[k] for k in ("wall_seconds", "train_seconds", "first_step_seconds")}
+            timing |= phase_times(startup, checkpointing.seconds, evaluator.timings)
+            mlflow.log_metrics(timing | {"time/images_per_second": metrics_cb.images_per_second,
+                                         "samples": trainer.total_steps * trainer.batch_size}
+                               | {f"final/{k}": v for k, v in evaluate_cb.last.items()})
+            final_start = time.perf_counter()
+            latents = predict(model.encode_model, evaluator.x_test)
+            fig = latent_scatter(latents, evaluator.y_test if dataset.labelled else None,
+                                 f"{run.info.run_name}: test latents (PCA)", dataset.label_name)
+            mlflow.log_figure(fig, "latent_space.png")
+            plt.close(fig)
+            if tracking.log_model:
+                exported = model.export()
+                log_keras_model(exported)
+                log_interpolator(exported)
+                if model.classifier is not None:
+                    log_classifier(model.classifier)
+            state.remove_leftovers()
+            mlflow.log_metric("time/final_seconds", time.perf_counter() - final_start)  # plot, models, classifier
+            print(summary(run.info.run_id, totals["wall_seconds"], totals["train_seconds"],
+                          metrics_cb.images_per_second, evaluate_cb.last), flush=True)
+            return run.info.run_id
+    except MlflowException as e:  # MLflow could not mark the run ended after an outage: say what matters
+        if isinstance(e.__context__, Undelivered):
+            raise e.__context__ from None
+        raise
