@@ -18,6 +18,25 @@ from acai.errors import AcaiError, Interrupted  # noqa: E402
 
 register()
 
+# Launchers that come with an extra: named on the command line without it, Hydra would only say it
+# cannot find the config.
+EXTRA_LAUNCHERS = {"slurm": "cluster", "submitit_slurm": "cluster", "submitit_local": "cluster"}
+
+
+def check_launcher(argv: list[str]) -> None:
+    """One line naming the extra when `hydra/launcher=<name>` needs a plugin that is not installed."""
+    import importlib
+
+    for arg in argv:
+        name = arg.split("=", 1)[1] if arg.startswith("hydra/launcher=") else None
+        if name in EXTRA_LAUNCHERS:
+            try:
+                importlib.import_module("hydra_plugins.hydra_submitit_launcher")
+            except ImportError:
+                print(f"error: hydra/launcher={name} needs hydra-submitit-launcher, which is not installed: "
+                      f"pip install -e '.[{EXTRA_LAUNCHERS[name]}]'", file=sys.stderr)
+                sys.exit(2)
+
 # What may accompany `resume=<id>`: where the store is and how talkative to be. Anything else would be
 # silently ignored (the run continues with the config it logged), so it is refused instead.
 WITH_RESUME = ("resume", "trainer.verbose", "tracking.uri", "tracking.artifact_location")
@@ -58,4 +77,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    check_launcher(sys.argv[1:])
     main()

@@ -257,3 +257,10 @@ def test_interpolate_on_a_saved_model_export_says_what_it_is(tmp_path):
         info = mlflow.keras.log_model(model, name="model", save_exported_model=True, signature=signature)
     with pytest.raises(TrackingError, match=r"is a .*not a Keras model \(logged with save_exported_model=True\?\)"):
         load_autoencoder(info.model_uri)
+
+
+def test_a_postgresql_store_without_its_driver_names_the_server_extra(compose_cfg, monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as where the `server` extra is not installed
+    cfg = compose_cfg("experiment=smoke", "tracking.uri=postgresql://mlflow@127.0.0.1:1/mlflow")
+    with pytest.raises(AcaiError, match=r"tracking.uri='postgresql://.*driver psycopg.*pip install -e '.\[server\]'"):
+        train(cfg)

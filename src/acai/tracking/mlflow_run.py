@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
 import re
 import sqlite3
@@ -69,10 +69,13 @@ def check_driver(uri: str, setting: str) -> None:
     scheme = uri.split("://", 1)[0].lower()
     if not scheme.startswith("postgresql"):
         return
-    module = "psycopg2" if "psycopg2" in scheme else "psycopg"
-    if importlib.util.find_spec(module) is None:
+    module, install = (("psycopg2", "pip install psycopg2-binary") if "psycopg2" in scheme
+                       else ("psycopg", "pip install -e '.[server]'"))
+    try:
+        importlib.import_module(module)
+    except ImportError:
         raise TrackingError(f"{setting}={uri!r} needs the PostgreSQL driver {module}, which is not installed: "
-                            "pip install -e '.[server]'")
+                            f"{install}") from None
 
 
 def check_server(uri: str, setting: str, timeout: float = 10.0) -> None:

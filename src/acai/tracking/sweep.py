@@ -1,7 +1,14 @@
-"""A `-m` sweep's tag: every job's MLflow run carries it, and the sweep announces it before its first job."""
+"""A `-m` sweep's start, in the launching process: its store and experiment, then its tag.
+
+Every job's MLflow run carries the tag. The store and experiment are created here, once, before any job
+starts: parallel jobs (joblib, submitit_local, SLURM) that each create a brand-new SQLite store at the
+same moment fail (`duplicate column name: step`), and file locks are not to be trusted on a cluster's
+shared file system.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +25,19 @@ def sweep_tag(sweep_dir: str) -> str:
     return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
 
 
-class AnnounceSweep(Callback):
-    """Hydra callback (conf/config.yaml): prints the sweep tag and how to compare its runs, once."""
+class PrepareSweep(Callback):
+    """Hydra callback (conf/config.yaml): opens the store and experiment, prints the sweep tag, once."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from acai.config import TrackingConfig, section
+        from acai.errors import AcaiError
+        from acai.tracking.mlflow_run import open_experiment
+
+        try:
+            open_experiment(section(config.tracking, TrackingConfig, "tracking"))
+        except AcaiError as e:  # before any job is launched: one line, as a run's own errors
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
         tag = sweep_tag(config.hydra.sweep.dir)
         print(f"Sweep {tag}: every job's run carries the tag sweep={tag}\n"
               f"  compare: python src/report.py --sweep {tag}   (UI search: tags.sweep = '{tag}')", flush=True)

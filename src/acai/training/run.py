@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 import shutil
 import time
 
@@ -168,6 +169,8 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
             "acai.lock": str(lock.path), "acai.replicas": str(model.replicas)}
     if tracking.sweep:
         tags["sweep"] = tracking.sweep
+    if "SLURM_JOB_ID" in os.environ:  # a cluster job: its logs are found by this id
+        tags["slurm.job_id"] = os.environ["SLURM_JOB_ID"]
     name = tracking.run_name or run_name(cfg)
     try:
         with mlflow.start_run(run_id=resume_id, experiment_id=experiment_id, run_name=name, tags=tags) as run:

@@ -1,0 +1,72 @@
+"""Sweeps through Hydra's submitit launchers: a real single-node SLURM (tests/slurm_cluster.py) and local
+processes. Each sweep starts on a brand-new SQLite store: the launching process creates it and the
+experiment before the jobs, which would otherwise race to create it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT
+from mlflow.tracking import MlflowClient
+from slurm_cluster import slurm_available, slurm_cluster
+
+pytestmark = pytest.mark.slow  # real processes and daemons: kept in CI, skipped by `-m 'not slow'`
+
+TRAIN = [sys.executable, str(ROOT / "src" / "train.py")]
+TINY = ["experiment=smoke", "model=mlp", "model.hidden=[32]", "evaluation.cluster=false", "tracking.log_model=false"]
+# what a CPU-only test node can give each job
+SMALL_JOBS = ["hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=null",
+              "hydra.launcher.timeout_min=10"]
+
+
+def sweep(tmp_path, launcher: list[str], env: dict[str, str]) -> tuple[list, float]:
+    """A 2-job sweep into a new store under tmp_path: (its runs, wall seconds)."""
+    store = [f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"tracking.artifact_location={tmp_path}/mlruns",
+             f"trainer.checkpoint_dir={tmp_path}/ckpt", f"hydra.sweep.dir={tmp_path}/multirun"]
+    start = time.perf_counter()
+    done = subprocess.run([*TRAIN, "-m", "regularizer=none,acai", *TINY, *store, *launcher], cwd=tmp_path,
+                          env=dict(env, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True, text=True, timeout=600)
+    seconds = time.perf_counter() - start
+    logs = "\n".join(p.read_text(errors="replace")[-1500:] for p in (tmp_path / "multirun").rglob("*.err"))
+    assert done.returncode == 0, done.stderr[-3000:] + logs
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    return client.search_runs([client.get_experiment_by_name("smoke").experiment_id]), seconds
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    if reason := slurm_available():
+        pytest.skip(f"no SLURM here: {reason}")
+    with slurm_cluster(tmp_path_factory.mktemp("slurm")) as env:
+        yield env
+
+
+def test_a_slurm_sweep_lands_every_job_in_one_new_store(slurm, tmp_path):
+    runs, seconds = sweep(tmp_path, ["hydra/launcher=slurm", *SMALL_JOBS], slurm)
+    assert sorted(r.data.tags["regularizer"] for r in runs) == ["acai", "none"]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    jobs = {r.data.tags.get("slurm.job_id") for r in runs}
+    assert None not in jobs and len(jobs) == 2, "each run is its own SLURM job"
+    print(f"SLURM 2-job smoke sweep: {seconds:.1f} s wall")
+
+
+def test_a_local_submitit_sweep_runs_its_jobs_at_once_into_one_new_store(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the cluster extra is not installed")
+    runs, _ = sweep(tmp_path, ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"], dict(os.environ))
+    assert {r.info.status for r in runs} == {"FINISHED"} and len(runs) == 2
+    first, second = (r.info for r in runs)
+    assert first.start_time < second.end_time and second.start_time < first.end_time, "the jobs did not overlap"
+
+
+def test_a_submitit_launcher_without_its_extra_is_one_line_naming_it(tmp_path):
+    hide = ("import runpy, sys; sys.modules['hydra_plugins.hydra_submitit_launcher'] = None; "
+            f"sys.argv = ['train.py', '-m', 'hydra/launcher=slurm']; runpy.run_path({str(TRAIN[1])!r}, "
+            "run_name='__main__')")
+    out = subprocess.run([sys.executable, "-c", hide], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == ["error: hydra/launcher=slurm needs hydra-submitit-launcher, which is "
+                                               "not installed: pip install -e '.[cluster]'"]
