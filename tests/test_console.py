@@ -28,7 +28,7 @@ def test_default_console_of_a_run(tmp_path):
     lines = done.stdout.splitlines()
     run_id = re.search(r"^Run acai-lines-conv-z64-s0  id ([0-9a-f]{32})  experiment 'smoke'$", lines[0], re.M)[1]
     assert lines[1].split() == ["store", f"sqlite:///{tmp_path}/mlflow.db"]
-    assert lines[2].split() == ["artifacts", f"{tmp_path}/mlruns"]
+    assert lines[2].split() == ["artifacts", f"{tmp_path}/mlruns/{run_id}/artifacts"]
     assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path}/mlflow.db" in lines[4]
     evals = [line for line in lines if line.startswith("eval ")]
     assert [e.split("  ")[:2] for e in evals] == [["eval 1/3", "32 samples"], ["eval 2/3", "64 samples"],

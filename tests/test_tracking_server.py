@@ -19,6 +19,8 @@ from mlflow.tracking import MlflowClient
 from test_resume import overrides
 from tracking_server import MlflowServer, postgres, postgres_available
 
+from acai.tracking.outbox import FAST, Outbox, Undelivered
+
 pytestmark = pytest.mark.slow  # real servers: kept in CI, skipped by `-m 'not slow'`
 
 SRC = ROOT / "src"
@@ -166,3 +168,28 @@ def test_a_server_outage_mid_run_loses_no_metric(server, tmp_path):
     assert train_steps == list(range(128, 8193, 128))  # every 8 steps of 16
     images = client.list_artifacts(run.info.run_id, "images")
     assert len([f for f in images if "interpolations" in f.path]) >= 8
+
+
+def test_writes_kept_through_an_outage_that_outlasts_the_run_are_sent_by_the_next_process(server, tmp_path,
+                                                                                          monkeypatch):
+    """The end of a run waits `patience` for the server; still down, it stops with the writes kept on disk,
+    and the next process (a rerun resumes the run) sends them before anything else."""
+    for key in FAST:  # a failed delivery switches MLflow to fail-fast for the rest of its process
+        monkeypatch.delenv(key, raising=False)
+    mlflow.set_tracking_uri(server.uri)
+    mlflow.set_experiment("server-outbox")
+    with mlflow.start_run() as run:
+        outbox = Outbox(tmp_path / "outbox", remote=True)
+        outbox.log_metrics({"eval/x": 1.0}, step=1)  # the server is up: sent at once
+        server.stop()
+        try:
+            outbox.log_metrics({"eval/x": 2.0}, step=2)
+            with pytest.raises(Undelivered, match=r"1 kept write\(s\) wait in .*outbox.*rerun the same command"):
+                outbox.deliver(patience=1.0)
+            assert len(outbox.pending) == 1
+        finally:
+            server.start()
+        Outbox(tmp_path / "outbox", remote=True).deliver()  # as a resumed process does first
+    history = MlflowClient(server.uri).get_metric_history(run.info.run_id, "eval/x")
+    assert sorted((m.step, m.value) for m in history) == [(1, 1.0), (2, 2.0)]
+    assert not (tmp_path / "outbox").exists()

@@ -95,7 +95,7 @@ def header(run, experiment: str, uri: str, artifacts: str, samples: int, eval_ev
               else f"mlflow ui --backend-store-uri {uri}   (then http://127.0.0.1:5000)")
     return (f"Run {run.info.run_name}  id {run.info.run_id}  experiment {experiment!r}\n"
             f"  store      {uri}\n"
-            f"  artifacts  {artifacts}\n"
+            f"  artifacts  {artifacts.removeprefix('file://')}\n"
             f"  budget     {samples:,} samples, {evaluations} evaluations (one every {eval_every:,})\n"
             f"  browse     {browse}")
 

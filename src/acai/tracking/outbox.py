@@ -3,9 +3,9 @@
 Against a remote store (`tracking.uri=http://...`) a write the server does not take is kept on disk, in
 the run's checkpoint folder, and sent with the next write once the server answers again (tried at most
 every `retry_every` seconds, each try failing fast), so training and checkpoints go on through an outage
-and nothing is lost: at the end of the run the outbox is emptied with MLflow's own patience (retries
-with back-off for about 4 minutes); if the server is still down then, the run stops with the outbox
-kept, and rerunning the command resumes the run and sends it first. A local SQLite store writes
+and nothing is lost: at the end of the run the outbox is emptied, trying every few seconds for up to
+`PATIENCE` seconds; if the server is still down then, the run stops with the outbox kept (and the run
+left RUNNING), and rerunning the command resumes the run and sends it first. A local SQLite store writes
 directly: its failures (a full disk) are real errors.
 """
 
@@ -26,6 +26,7 @@ import numpy as np
 from acai.errors import TrackingError
 
 FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+PATIENCE = 300.0  # seconds the end of a run waits for the server to take what was kept
 
 
 def is_remote(uri: str) -> bool:
@@ -106,20 +107,17 @@ class Outbox:
             self._warned = True
 
     # ---- sending what was kept ----
-    def flush(self, patient: bool = False) -> bool:
-        """Send the kept writes in order; True when none is left. Quick tries at most every `retry_every`
-        seconds; `patient` waits with MLflow's own retries (the end of a run, a resume)."""
+    def flush(self, now: bool = False) -> bool:
+        """Send the kept writes in order; True when none is left. One quick try, at most every
+        `retry_every` seconds unless `now`."""
         if not self.pending:
             return True
-        if not patient and time.monotonic() - self._last_try < self.retry_every:
+        if not now and time.monotonic() - self._last_try < self.retry_every:
             return False
         for meta in self.pending:
             try:
-                if patient:
+                with fail_fast():
                     self._replay(meta)
-                else:
-                    with fail_fast():
-                        self._replay(meta)
             except Exception as e:  # noqa: BLE001 - still down
                 self._warn(e)
                 return False
@@ -144,9 +142,15 @@ class Outbox:
                 shutil.copyfile(data, target)
                 mlflow.log_artifact(str(target), folder or None)
 
-    def deliver(self) -> None:
+    def deliver(self, patience: float = PATIENCE) -> None:
         """At the end of a run: everything kept must reach the server, or the run stops here, resumable."""
-        if not self.flush(patient=True):
+        deadline = time.monotonic() + patience
+        if not self.flush(now=True):
+            print(f"Waiting up to {patience:.0f} s for the MLflow server to take {len(self.pending)} kept write(s)",
+                  flush=True)
+        while self.pending and time.monotonic() < deadline and not self.flush(now=True):
+            time.sleep(2.0)
+        if self.pending:
             os.environ.update(FAST)  # the run is left RUNNING (resumable); ending it would only retry for minutes
             raise Undelivered(
                 f"the MLflow server still does not answer; {len(self.pending)} kept write(s) wait in {self.folder} "

@@ -251,6 +251,9 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
                           metrics_cb.images_per_second, evaluate_cb.last), flush=True)
             return run.info.run_id
     except MlflowException as e:  # MLflow could not mark the run ended after an outage: say what matters
-        if isinstance(e.__context__, Undelivered):
-            raise e.__context__ from None
-        raise
+        cause = e.__context__
+        while cause is not None and not isinstance(cause, Undelivered):
+            cause = cause.__context__
+        if cause is None:
+            raise
+        raise cause from None
