@@ -52,7 +52,7 @@ def build(strategy_name: str):
         model.compile(jit_compile=trainer.use_xla(arch.xla_on_cpu))
         model.build_optimizers()
     batches = in_pair_order(dataset.train_batches(args.batch, 0, 32), args.batch, model.replicas)
-    return model, iter(batches.repeat())
+    return model, batches
 
 
 def timed(model, batches) -> float:
