@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 os.environ["ACAI_CPU_DEVICES"] = "2"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -19,6 +20,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from acai.data.lines import Lines  # noqa: E402
+from acai.errors import TrainingError  # noqa: E402
 from acai.networks.conv import ConvArchitecture  # noqa: E402
 from acai.regularizers.aae import Aae  # noqa: E402
 from acai.regularizers.acai import Acai  # noqa: E402
@@ -26,7 +28,9 @@ from acai.regularizers.denoising import Denoising  # noqa: E402
 from acai.regularizers.draws import BatchRandom, pair_order  # noqa: E402
 from acai.regularizers.dropout import Dropout  # noqa: E402
 from acai.regularizers.vae import Vae  # noqa: E402
+from acai.tracking.outbox import Outbox  # noqa: E402
 from acai.training.autoencoder import Autoencoder  # noqa: E402
+from acai.training.callbacks import TrainMetrics  # noqa: E402
 from acai.training.distribute import in_pair_order  # noqa: E402
 
 BATCH = 16
@@ -95,7 +99,22 @@ def main() -> dict:
     whole = BatchRandom(keras.random.SeedGenerator(7), 1).uniform((BATCH, 3)).numpy()
     out["replica_draws_equal"] = bool(np.array_equal(draws[0], draws[1]))
     out["draws_match_single_device"] = bool(np.allclose(np.concatenate(draws), whole[pair_order(BATCH, 2)]))
+    out["nan_guard"] = nan_guard(mirrored, stream)
     return out
+
+
+def nan_guard(strategy: tf.distribute.Strategy, stream: tf.data.Dataset) -> str:
+    """The run's NaN guard (a callback on the replicas' reduced losses) under the strategy: its message."""
+    with strategy.scope():
+        model = make_model("acai")
+        model.optimizer.learning_rate.assign(1e12)
+    guard = TrainMetrics(BATCH, 100, log_every=10**9, outbox=Outbox(Path("unused"), remote=False))
+    try:
+        model.fit(in_pair_order(stream, BATCH, 2), epochs=1, steps_per_epoch=100, verbose=0, shuffle=False,
+                  callbacks=[guard])
+    except TrainingError as e:
+        return str(e)
+    return "no error"
 
 
 if __name__ == "__main__":

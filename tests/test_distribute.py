@@ -6,6 +6,7 @@ The CPU can only be split before TensorFlow starts, so these run in fresh proces
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -56,11 +57,5 @@ def test_mirrored_rejects_a_batch_it_cannot_split_into_whole_pairs():
         make_strategy("mirrored", 15)
 
 
-def test_nan_guard_stops_a_mirrored_run(tmp_path):
-    args = [sys.executable, str(ROOT / "src" / "train.py"), "experiment=smoke", "model=mlp", "regularizer=none",
-            "trainer.lr=1e12", "trainer.strategy=mirrored", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-            f"tracking.artifact_location={tmp_path}/mlruns", f"trainer.checkpoint_dir={tmp_path}/ckpt"]
-    out = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                         env=dict(os.environ, ACAI_CPU_DEVICES="2"))
-    assert out.returncode == 2, out.stderr[-2000:]
-    assert "became nan" in out.stderr or "became inf" in out.stderr
+def test_the_nan_guard_stops_a_mirrored_run_naming_the_loss_and_step(mirrored):
+    assert re.match(r"loss '\w+' became (nan|inf) at step \d+", mirrored["nan_guard"]), mirrored["nan_guard"]
