@@ -52,6 +52,12 @@ def test_pair_order_gives_every_replica_whole_pairs():
             assert all(a + b == batch - 1 for a, b in zip(rows, rows[::-1]))
 
 
+def test_mirrored_on_one_device_warns_and_trains_as_none(capsys):
+    strategy = make_strategy("mirrored", 16)  # this process: TensorFlow already started with one CPU device
+    assert strategy.num_replicas_in_sync == 1
+    assert "trainer.strategy=mirrored sees one device" in capsys.readouterr().out
+
+
 def test_mirrored_rejects_a_batch_it_cannot_split_into_whole_pairs():
     with pytest.raises(ConfigError, match=r"trainer.batch_size.*multiple of 2 x 1 replicas"):
         make_strategy("mirrored", 15)
