@@ -36,7 +36,8 @@ for line in sys.stdin.buffer:
         os.write(2, line)
 """
 
-QUIET_LOGGERS = ("absl", "mlflow.store.db.utils", "alembic.runtime.migration")
+# absl: "Sharding callback duration" at checkpoints; tensorflow: MirroredStrategy's "Collective all_reduce" notes
+QUIET_LOGGERS = ("absl", "tensorflow", "mlflow.store.db.utils", "alembic.runtime.migration")
 
 
 def quiet_native_logs() -> None:
