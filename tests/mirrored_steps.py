@@ -22,9 +22,7 @@ import tensorflow as tf  # noqa: E402
 from acai.data.lines import Lines  # noqa: E402
 from acai.errors import TrainingError  # noqa: E402
 from acai.networks.conv import ConvArchitecture  # noqa: E402
-from acai.regularizers.aae import Aae  # noqa: E402
 from acai.regularizers.acai import Acai  # noqa: E402
-from acai.regularizers.denoising import Denoising  # noqa: E402
 from acai.regularizers.draws import BatchRandom, pair_order  # noqa: E402
 from acai.regularizers.dropout import Dropout  # noqa: E402
 from acai.regularizers.vae import Vae  # noqa: E402
@@ -34,8 +32,9 @@ from acai.training.callbacks import TrainMetrics  # noqa: E402
 from acai.training.distribute import in_pair_order  # noqa: E402
 
 BATCH = 16
-# every way a step draws random numbers (masks, input noise, latent noise, a prior, alpha and pairs)
-REGULARIZERS = {"dropout": Dropout, "denoising": Denoising, "vae": Vae, "aae": Aae, "acai": Acai}
+# the ways a step draws random numbers: masks (dropout), Gaussian noise and losses summed per batch (VAE; the
+# denoising AE's noise and the AAE's prior are the same draw), alpha and the reversed-batch pairs (ACAI, as AAE)
+REGULARIZERS = {"dropout": Dropout, "vae": Vae, "acai": Acai}
 
 
 def make_model(name: str) -> Autoencoder:
