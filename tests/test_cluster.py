@@ -10,14 +10,12 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT
 from mlflow.tracking import MlflowClient
 from slurm_cluster import slurm_available, slurm_cluster
+from test_sweep import TINY, TRAIN, store
 
 pytestmark = pytest.mark.slow  # real processes and daemons: kept in CI, skipped by `-m 'not slow'`
 
-TRAIN = [sys.executable, str(ROOT / "src" / "train.py")]
-TINY = ["experiment=smoke", "model=mlp", "model.hidden=[32]", "evaluation.cluster=false", "tracking.log_model=false"]
 # what a CPU-only test node can give each job
 SMALL_JOBS = ["hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=null",
               "hydra.launcher.timeout_min=10"]
@@ -25,10 +23,9 @@ SMALL_JOBS = ["hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task
 
 def sweep(tmp_path, launcher: list[str], env: dict[str, str]) -> tuple[list, float]:
     """A 2-job sweep into a new store under tmp_path: (its runs, wall seconds)."""
-    store = [f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"tracking.artifact_location={tmp_path}/mlruns",
-             f"trainer.checkpoint_dir={tmp_path}/ckpt", f"hydra.sweep.dir={tmp_path}/multirun"]
     start = time.perf_counter()
-    done = subprocess.run([*TRAIN, "-m", "regularizer=none,acai", *TINY, *store, *launcher], cwd=tmp_path,
+    done = subprocess.run([*TRAIN, "-m", "regularizer=none,acai", *TINY, *store(tmp_path),
+                           f"hydra.sweep.dir={tmp_path}/multirun", *launcher], cwd=tmp_path,
                           env=dict(env, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True, text=True, timeout=600)
     seconds = time.perf_counter() - start
     logs = "\n".join(p.read_text(errors="replace")[-1500:] for p in (tmp_path / "multirun").rglob("*.err"))

@@ -24,7 +24,6 @@ from omegaconf import DictConfig, OmegaConf
 from acai.config import TrackingConfig
 from acai.errors import ConfigError, TrackingError
 from acai.locks import store_lock
-from acai.tracking.outbox import is_remote
 
 LOCAL_SCHEMES = ("sqlite:///",)
 PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
@@ -57,6 +56,11 @@ def resolve_uri(uri: str) -> str:
     return uri
 
 
+def is_remote(uri: str) -> bool:
+    """An MLflow tracking server (it stores the artifacts itself), as opposed to a database the client opens."""
+    return uri.startswith(("http://", "https://"))
+
+
 def _local_path(uri: str) -> Path | None:
     for scheme in LOCAL_SCHEMES:
         if uri.startswith(scheme):
@@ -81,7 +85,7 @@ def check_driver(uri: str, setting: str) -> None:
 def check_server(uri: str, setting: str, timeout: float = 10.0) -> None:
     """Fail in seconds on an MLflow server that does not answer: MLflow's own client retries with
     back-off for minutes before it gives up."""
-    if not uri.startswith(("http://", "https://")):
+    if not is_remote(uri):
         return
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
@@ -146,24 +150,28 @@ def open_experiment(cfg: TrackingConfig) -> str:
         return _open_experiment(cfg, uri)
 
 
+def artifact_root(cfg: TrackingConfig, uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: `tracking.artifact_location` (created) for a database the
+    client opens; None on a server, which then keeps them in its own store (a `file://` location would
+    leave every artifact on the client's disk)."""
+    if is_remote(uri):
+        return None
+    artifacts = Path(cfg.artifact_location).expanduser().resolve()
+    try:
+        artifacts.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TrackingError(f"tracking.artifact_location={cfg.artifact_location!r}: {e}") from None
+    return artifacts.as_uri()
+
+
 def _open_experiment(cfg: TrackingConfig, uri: str) -> str:
     try:
         mlflow.set_tracking_uri(uri)
         client = MlflowClient(uri)
         experiment = client.get_experiment_by_name(cfg.experiment)
-        if experiment is None and is_remote(uri):  # the server stores the artifacts: it picks where
-            try:
-                return client.create_experiment(cfg.experiment)
-            except MlflowException:  # created by a parallel job meanwhile
-                experiment = client.get_experiment_by_name(cfg.experiment)
         if experiment is None:
-            artifacts = Path(cfg.artifact_location).expanduser().resolve()
             try:
-                artifacts.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise TrackingError(f"tracking.artifact_location={cfg.artifact_location!r}: {e}") from None
-            try:
-                return client.create_experiment(cfg.experiment, artifact_location=artifacts.as_uri())
+                return client.create_experiment(cfg.experiment, artifact_location=artifact_root(cfg, uri))
             except MlflowException:  # created by a parallel job meanwhile
                 experiment = client.get_experiment_by_name(cfg.experiment)
         if experiment.lifecycle_stage == "deleted":

@@ -29,10 +29,6 @@ FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "
 PATIENCE = 300.0  # seconds the end of a run waits for the server to take what was kept
 
 
-def is_remote(uri: str) -> bool:
-    return uri.startswith(("http://", "https://"))
-
-
 @contextmanager
 def fail_fast() -> Iterator[None]:
     """One try, no back-off: MLflow's client would otherwise retry a refused connection for minutes."""

@@ -24,7 +24,6 @@ import tensorflow as tf
 from acai.errors import ConfigError
 from acai.regularizers.draws import pair_order
 
-STRATEGIES = ("none", "mirrored")
 CPU_DEVICES = "ACAI_CPU_DEVICES"  # split the CPU into N logical devices (tests, trying mirrored on a laptop)
 
 
@@ -44,9 +43,8 @@ def split_cpu() -> None:
 
 
 def make_strategy(name: str, batch_size: int) -> tf.distribute.Strategy:
-    """The strategy for `trainer.strategy`; `none` is TensorFlow's default (one device, a no-op scope)."""
-    if name not in STRATEGIES:
-        raise ConfigError("trainer.strategy", name, f"must be one of {', '.join(STRATEGIES)}")
+    """The strategy for `trainer.strategy` (checked by TrainerConfig); `none` is TensorFlow's default (one
+    device, a no-op scope)."""
     if name == "none":
         return tf.distribute.get_strategy()
     split_cpu()

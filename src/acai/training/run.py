@@ -29,6 +29,7 @@ from acai.networks.inference import predict
 from acai.regularizers.base import Regularizer
 from acai.tracking.loading import get_run, run_config
 from acai.tracking.mlflow_run import (
+    is_remote,
     log_classifier,
     log_config,
     log_interpolator,
@@ -36,7 +37,7 @@ from acai.tracking.mlflow_run import (
     open_experiment,
     run_name,
 )
-from acai.tracking.outbox import Outbox, Undelivered, is_remote
+from acai.tracking.outbox import Outbox, Undelivered
 from acai.tracking.plots import latent_scatter
 from acai.training.autoencoder import Autoencoder
 from acai.training.callbacks import Evaluate, Progress, StopOnSignal, TrainMetrics
