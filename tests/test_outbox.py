@@ -233,6 +233,7 @@ def test_a_write_that_cannot_be_kept_stops_the_run_in_seconds_with_one_line(serv
             proc.communicate()
         server.start()
     lines = [line for line in err.splitlines() if line.strip()]
+    print(f"exit {proc.returncode} {took:.1f} s after the server stopped: {err.strip()}")
     assert proc.returncode == 2, err[-3000:]
     assert len(lines) == 1 and "Traceback" not in out + err, err[-3000:]
     assert lines[0].startswith(f"error: cannot keep a write the MLflow server did not take in the outbox "
