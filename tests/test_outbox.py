@@ -237,7 +237,7 @@ def test_a_write_that_cannot_be_kept_stops_the_run_in_seconds_with_one_line(serv
     assert proc.returncode == 2, err[-3000:]
     assert len(lines) == 1 and "Traceback" not in out + err, err[-3000:]
     assert lines[0].startswith(f"error: cannot keep a write the MLflow server did not take in the outbox "
-                               f"{directory / 'outbox'} (File exists")
+                               f"{directory / 'outbox'} (a file is in the way of a folder);")
     assert "rerun the same command to resume" in lines[0]
     assert took < 30, f"took {took:.0f} s"
     assert (directory / "checkpoint").is_file()

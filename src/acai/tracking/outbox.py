@@ -206,9 +206,12 @@ class Outbox:
 
     def _unkept(self, what: str, error: OSError) -> Unkept:
         os.environ.update(FAST)  # ending the run (FAILED) gets one quick try: the server may well be down
-        where = f": {error.filename}" if error.filename else ""
+        why = error.strerror or first_line(error)
+        if isinstance(error, FileExistsError) and error.filename and not Path(error.filename).is_dir():
+            why = "a file is in the way of a folder"  # what mkdir's bare "File exists" means here
+        where = f": {error.filename}" if error.filename and Path(error.filename) != self.folder else ""
         return Unkept(
-            f"cannot {what} in the outbox {self.folder} ({error.strerror or first_line(error)}{where}); training "
+            f"cannot {what} in the outbox {self.folder} ({why}{where}); training "
             "stopped with its last checkpoint kept (the MLflow run is marked FAILED, or left RUNNING if the server "
             "does not answer): free space or make the folder writable, then rerun the same command to resume")
 
