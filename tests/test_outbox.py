@@ -239,7 +239,7 @@ def test_a_write_that_cannot_be_kept_stops_the_run_in_seconds_with_one_line(serv
     assert lines[0].startswith(f"error: cannot keep a write the MLflow server did not take in the outbox "
                                f"{directory / 'outbox'} (a file is in the way of a folder);")
     assert "rerun the same command to resume" in lines[0]
-    assert took < 30, f"took {took:.0f} s"
+    assert took < 60, f"took {took:.0f} s"  # MLflow's own retries took 4 minutes; 4-17 s measured on 2 busy cores
     assert (directory / "checkpoint").is_file()
     client = MlflowClient(server.uri)
     [run] = client.search_runs([client.get_experiment_by_name("outbox-unkept").experiment_id])
