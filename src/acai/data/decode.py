@@ -78,10 +78,11 @@ def read_file(path: str | Path, limits: Limits = Limits()) -> bytes:
         raise ImageReadError(name, "a dangling symbolic link" if path.is_symlink() else "does not exist") from None
     except OSError as e:
         raise ImageReadError(name, _one_line(e.strerror or e)) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise ImageReadError(name, f"not a regular file but {file_kind(info.st_mode)}")
     with os.fdopen(fd, "rb") as f:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ImageReadError(name, f"not a regular file but {file_kind(info.st_mode)}")
         if info.st_size > limits.max_file_bytes:
             raise ImageReadError(name, f"{info.st_size:,} bytes, over the limit {limits.name('max_file_bytes')}")
         try:
