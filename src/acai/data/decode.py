@@ -90,7 +90,7 @@ def read_file(path: str | Path, limits: Limits = Limits()) -> bytes:
         except OSError as e:
             raise ImageReadError(name, _one_line(e.strerror or e)) from None
     if len(data) > limits.max_file_bytes:  # grew while read
-        raise ImageReadError(name, f"over the limit {limits.name('max_file_bytes')} bytes")
+        raise ImageReadError(name, f"grew past the limit {limits.name('max_file_bytes')} while read")
     return data
 
 
@@ -109,7 +109,7 @@ def read_member(archive: zipfile.ZipFile, member: str, label: str, limits: Limit
     except (OSError, zipfile.BadZipFile, ValueError, EOFError, NotImplementedError, RuntimeError) as e:
         raise ImageReadError(label, f"{type(e).__name__}: {_one_line(e)}") from None
     if len(data) > limits.max_file_bytes:
-        raise ImageReadError(label, f"over the limit {limits.name('max_file_bytes')} bytes")
+        raise ImageReadError(label, f"more bytes than declared, over the limit {limits.name('max_file_bytes')}")
     return data
 
 

@@ -331,12 +331,13 @@ class ImageFolder(ArrayDataset):
 
     def report(self, skipped: list[str], info: dict, data: dict[str, Split]) -> None:
         """Notes on what was skipped, converted and enlarged, and on a small folder at the paper's depth."""
+        shown = "; ".join(skipped[:SHOW]) + (f"; and {len(skipped) - SHOW} more" if len(skipped) > SHOW else "")
         if skipped:
-            shown = "; ".join(skipped[:SHOW]) + (f"; and {len(skipped) - SHOW} more" if len(skipped) > SHOW else "")
             self.note(f"skipped {len(skipped)} unreadable image(s) in dataset.path={self.path!r}: {shown}")
         if not len(data["train"].y) or not len(data["test"].y):
             raise DatasetError(f"dataset.path={self.path!r}: no readable image left in the "
-                               f"{'train' if not len(data['train'].y) else 'test'} split")
+                               f"{'train' if not len(data['train'].y) else 'test'} split"
+                               + (f" (skipped {len(skipped)}: {shown})" if skipped else ""))
         total = info["converted"] + info["kept"]
         if n := info["converted"]:
             kind = "colour, converted to grayscale" if self.channels == 1 else "grayscale, converted to RGB"
