@@ -150,8 +150,16 @@ def grey_alpha_png(path):
     return expected, 0
 
 
+def keyed_grey_png(path):
+    """Grayscale whose value 255 is marked transparent (a tRNS chunk): those pixels are black, 200 stays."""
+    pixels = np.full((32, 32), 255, np.uint8)
+    pixels[:, ::2] = 200
+    Image.fromarray(pixels, "L").save(path, transparency=255)
+    return np.repeat(np.where(pixels == 255, 0, 200).astype(np.uint8)[..., None], 3, -1), 0
+
+
 @pytest.mark.parametrize("channels", [3, 1])
-@pytest.mark.parametrize("kind", [deep_png, turned_jpeg, palette_png, grey_alpha_png])
+@pytest.mark.parametrize("kind", [deep_png, turned_jpeg, palette_png, grey_alpha_png, keyed_grey_png])
 def test_folder_and_interpolate_decode_each_kind_of_file_to_the_same_expected_pixels(tmp_path, kind, channels):
     folder = tmp_path / "folder"
     folder.mkdir()

@@ -161,10 +161,10 @@ def normalise_mode(img: Image.Image) -> Image.Image:
     """Any Pillow mode -> L, LA, RGB or RGBA (alpha kept, so transparent pixels can become the background)."""
     if img.mode.startswith("I") or img.mode == "F":
         return _to_8bit(img)
+    if img.mode in ("La", "PA", "RGBa") or ("transparency" in img.info and img.mode in ("1", "L", "P", "RGB")):
+        return img.convert("LA" if img.mode in ("La", "L", "1") else "RGBA")  # a colour marked transparent too
     if img.mode in ("L", "LA", "RGB", "RGBA"):
         return img
-    if img.mode in ("La", "PA", "RGBa") or "transparency" in img.info:
-        return img.convert("LA" if img.mode in ("La", "L", "1") else "RGBA")
     return img.convert("L" if img.mode == "1" else "RGB")  # P, CMYK, YCbCr, LAB, HSV, RGBX
 
 
