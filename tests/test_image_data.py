@@ -185,16 +185,18 @@ def test_files_that_are_not_regular_images_are_skipped_by_name_and_links_are_fol
     (folder / "linked.png").symlink_to(elsewhere / "000000.png")  # outside the folder: followed
     (folder / "loop").symlink_to(folder)  # a link loop: read once
     (folder / "u.png").write_bytes((folder / "000000.png").read_bytes())
-    with unreadable(folder / "u.png"):
+    (folder / "locked").mkdir()
+    with unreadable(folder / "u.png"), unreadable(folder / "locked"):
         ds = ImageFolder(path=str(folder), test_size=2)
         ds.test_set()
     assert len(ds.splits["train"].y) + len(ds.splits["test"].y) == 7  # 6 images and the linked one
     linked = np.asarray(Image.open(elsewhere / "000000.png"))
     assert any(np.array_equal(linked, im) for s in ds.splits.values() for im in np.asarray(s.x[:]))
     note = next(n for n in ds.notes() if n.startswith("skipped"))
-    assert "skipped 4 unreadable image(s)" in note
+    assert "skipped 5 unreadable image(s)" in note
     for part in ("x.png (not a regular file but a FIFO)", "d.png (a dangling symbolic link)",
-                 "u.png (Permission denied)", "loop/ (the same folder as ./, read once)"):
+                 "u.png (Permission denied)", "loop/ (the same folder as ./, read once)",
+                 "locked/ (cannot be listed: Permission denied)"):
         assert part in note
 
 
