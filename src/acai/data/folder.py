@@ -58,7 +58,8 @@ def scan(root: Path) -> tuple[list[str], list[str]]:
     """Image names under `root` (POSIX, relative) and notes on what was left out.
 
     Symbolic links are followed wherever they point (a folder of links into a larger set is a common way
-    to pick a subset); a folder reached twice (a link loop, two links to one folder) is read once. Only
+    to pick a subset); a folder reached twice (a link loop, two links to one folder) is read once, by the
+    first path in name order. Only
     regular files are kept: a FIFO named x.png would block its reader, a dangling link cannot be read."""
     names: list[str] = []
     skipped: list[str] = []
@@ -84,6 +85,7 @@ def scan(root: Path) -> tuple[list[str], list[str]]:
             dirs[:] = []
             continue
         seen[key] = rel.as_posix()
+        dirs.sort()  # of two ways into one folder, the first in name order is the one read
         for f in files:
             if not f.lower().endswith(EXTENSIONS):
                 continue
