@@ -33,9 +33,11 @@ if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatte
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
-from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from acai.config import DEFAULT_TRACKING_URI  # noqa: E402
+from acai.data.decode import ImageReadError, to_pixels  # noqa: E402
+from acai.data.decode import read_image as decode_image  # noqa: E402
 from acai.errors import AcaiError, ConfigError, DatasetError, TrackingError  # noqa: E402
 
 MODES = ("linear", "spherical")
@@ -49,71 +51,29 @@ def _one_line(text: object) -> str:
 
 
 def read_image(path: str | Path) -> Image.Image:
-    """Open and fully decode an image file: upright (EXIF orientation applied), in mode L, RGB or RGBA.
+    """Open and fully decode an image file by the project's one rule (`acai.data.decode`: upright by EXIF,
+    16-bit scaled, alpha kept for the background), so a file gives the pixels a folder dataset gets.
 
-    DatasetError, naming the file and what is accepted, if Pillow cannot read or convert it.
+    DatasetError, naming the file and what is accepted, if it cannot be read.
     """
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise DatasetError(f"image file {str(p)!r} does not exist; {ACCEPTED}")
-    if not p.is_file():
-        raise DatasetError(f"image file {str(p)!r} is not a file; {ACCEPTED}")
     try:
-        with Image.open(p) as img:
-            img.load()
-            try:
-                img = ImageOps.exif_transpose(img)
-            except Exception:  # noqa: BLE001 - malformed EXIF: keep the pixels as stored
-                pass
-            return _normalise_mode(img)
-    except UnidentifiedImageError:
-        reason = "not an image format Pillow recognises"
-    except Image.DecompressionBombError as e:
-        reason = f"too large to decode safely ({_one_line(e)})"
-    except Exception as e:  # noqa: BLE001 - corrupt data or odd modes: OSError, SyntaxError, ValueError...
-        reason = f"{type(e).__name__}: {_one_line(e)}"
-    raise DatasetError(f"image file {str(p)!r} cannot be read ({reason}); {ACCEPTED}")
-
-
-def _to_8bit(img: Image.Image) -> Image.Image:
-    """16-bit and float images -> 8-bit grayscale ('L'); Pillow's own conversion would clip them to white."""
-    if img.mode.startswith("I;16"):
-        pixels = np.asarray(img, np.float64) / 257.0
-    else:  # 'I' (32-bit int) or 'F' (float)
-        pixels = np.nan_to_num(np.asarray(img, np.float64))
-        top = pixels.max(initial=0.0)
-        if top > 255.0:
-            pixels = pixels * (255.0 / (65535.0 if top <= 65535.0 else top))
-        elif 0.0 < top <= 1.0 and img.mode == "F":
-            pixels = pixels * 255.0
-    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "L")
-
-
-def _normalise_mode(img: Image.Image) -> Image.Image:
-    """Any Pillow mode -> L, RGB or RGBA (alpha kept, so transparent pixels can become the background)."""
-    if img.mode.startswith("I") or img.mode == "F":
-        return _to_8bit(img)
-    if img.mode in ("L", "RGB", "RGBA"):
-        return img
-    if img.mode in ("LA", "PA", "La", "RGBa") or "transparency" in img.info:
-        return img.convert("RGBA")
-    return img.convert("RGB")  # 1, P, CMYK, YCbCr, LAB, HSV, RGBX
+        return decode_image(path)
+    except ImageReadError as e:
+        raise DatasetError(f"{e}; {ACCEPTED}") from None
 
 
 def image_to_array(img: Image.Image, shape: tuple[int, int, int]) -> np.ndarray:
-    """A Pillow image -> float32 [H, W, C] in [-1, 1] for a model whose input is `shape` (C = 1 or 3)."""
+    """A Pillow image -> float32 [H, W, C] in [-1, 1] for a model whose input is `shape` (C = 1 or 3):
+    transparency over the datasets' black background, then resized (Lanczos) to H x W."""
     from acai.data.base import to_unit_range
 
     h, w, c = shape
     if c not in (1, 3):
         raise DatasetError(f"the model takes {c}-channel images; image files work for 1 (grayscale) or 3 (RGB)")
-    img = _normalise_mode(img)
-    if img.mode == "RGBA":  # transparent pixels become the datasets' background, black (-1)
-        img = Image.alpha_composite(Image.new("RGBA", img.size, (0, 0, 0, 255)), img)
-    img = img.convert("L" if c == 1 else "RGB")
-    if img.size != (w, h):
-        img = img.resize((w, h), Image.Resampling.LANCZOS)
-    pixels = np.asarray(img, np.uint8).reshape(h, w, c)
+    pixels = to_pixels(img, c)
+    if pixels.shape[:2] != (h, w):
+        resized = Image.fromarray(pixels[..., 0] if c == 1 else pixels).resize((w, h), Image.Resampling.LANCZOS)
+        pixels = np.asarray(resized, np.uint8).reshape(h, w, c)
     return to_unit_range(pixels)
 
 

@@ -8,6 +8,7 @@ import mlflow
 import numpy as np
 import pytest
 from conftest import ROOT
+from datafiles import png_declaring
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -280,8 +281,15 @@ def test_load_image_refuses_what_pillow_cannot_read(tmp_path):
     text.write_text("not an image")
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)  # refused at once, not waited on
+    dangling = tmp_path / "dangling.png"
+    dangling.symlink_to(tmp_path / "gone.png")
+    bomb = png_declaring(tmp_path / "bomb.png", 9000, 9000)
     for path, reason in [(truncated, "truncated"), (text, "not an image format"), (empty, "not an image format"),
-                         (tmp_path / "missing.png", "does not exist"), (tmp_path, "is not a file")]:
+                         (tmp_path / "missing.png", "does not exist"), (tmp_path, "not a regular file but a folder"),
+                         (fifo, "not a regular file but a FIFO"), (dangling, "a dangling symbolic link"),
+                         (bomb, "9000x9000 = 81,000,000 pixels, over the limit 67,108,864; not decoded")]:
         with pytest.raises(DatasetError) as info:
             interpolate.load_image(path, SHAPE)
         message = str(info.value)
