@@ -35,7 +35,10 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 INLINE_CODE = re.compile(r"`[^`\n]+`")
 MACHINE_PATH = re.compile(r"/(?:work|root|Users)/|/home/[A-Za-z]")
 PLACEHOLDER = re.compile(r"<[^<>]+>")
-SUBMITIT = importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is not None
+try:
+    SUBMITIT = importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is not None
+except ModuleNotFoundError:  # no hydra_plugins package at all
+    SUBMITIT = False
 
 
 # ---- reading Markdown ----
