@@ -62,9 +62,9 @@ def colour_files(tmp_path, kind: str) -> list[str]:
         for f in folder.rglob("*.jpg"):
             f.write_bytes(f.read_bytes()[:40])
         return ["dataset=folder", f"dataset.path={folder}", "dataset.test_size=2"]
-    if kind == "small images":
+    if kind == "cropped to nothing":
         return ["dataset=folder", f"dataset.path={write_images(tmp_path / 'images', 6, size=(24, 24))}",
-                "dataset.test_size=2"]
+                "dataset.test_size=2", "dataset.crop=[30,30,0,0]"]
     if kind == "classes differ":
         return ["dataset=folder", f"dataset.path={write_images(tmp_path / 'images', 6, ['a', 'b'])}",
                 "dataset.test_size=2", "dataset.num_classes=10"]
@@ -138,8 +138,8 @@ TRAIN_ROWS = [
      r"dataset.path='/no/such/cifar' does not exist; give the cifar-10-batches-bin/ folder"),
     ("empty image folder", lambda t: colour_files(t, "empty folder"), r"dataset.path=.* holds no image"),
     ("no readable image in a folder", lambda t: colour_files(t, "nothing readable"), r"no readable image left"),
-    ("images smaller than dataset.size", lambda t: colour_files(t, "small images"),
-     r"\d+.jpg is 24x24 pixels, smaller than dataset.size=32"),
+    ("images cropped to nothing", lambda t: colour_files(t, "cropped to nothing"),
+     r"no readable image left .*24x24 pixels: nothing is left after dataset.crop"),
     ("folder without a path", ["dataset=folder"], r"dataset.path=None .*set dataset.path"),
     ("folder classes differ from num_classes", lambda t: colour_files(t, "classes differ"),
      r"dataset.num_classes=10 .*has 2 class sub-folder\(s\) \['a', 'b'\]"),
