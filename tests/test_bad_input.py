@@ -1,4 +1,4 @@
-"""The bad-input catalogue (docs: README "Errors"): every case fails before training with one line that
+"""The bad-input catalogue (docs/errors.md): every case fails before training with one line that
 names the setting or file, the bad value and what is allowed. One row per case."""
 
 from __future__ import annotations
