@@ -260,7 +260,8 @@ def summarize(client: MlflowClient, runs: Sequence[Run], last: int | None = None
         histories = {metric: by_step(client.get_metric_history(run.info.run_id, f"eval/{metric}"))
                      for metric in (*METRICS, *PLATEAU_METRICS) if f"eval/{metric}" in run.data.metrics}
         row["evaluations"] = len({step for history in histories.values() for step in history})
-        row["window"] = window = last or summary_window(int(row["evaluations"]), LAST)
+        paper_n = int(params.get("evaluation.median_of_last", LAST))  # summary/* follows the run's own setting
+        row["window"] = window = last or summary_window(int(row["evaluations"]), paper_n)
         undefined = []
         for metric in METRICS:
             row[metric] = finite_median(list(histories[metric].values())[-window:]) if metric in histories \

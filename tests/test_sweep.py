@@ -109,6 +109,11 @@ def test_report_on_the_sweep_matches_a_hand_computation(sweep, capsys):
         assert len(medians) == 2, (regularizer, medians)
         return float(np.mean(medians)), float(np.std(medians))
 
+    def never_left(regularizer: str) -> int:
+        """Runs flagged on the initial plateau at every evaluation: 64 samples do not leave it."""
+        return sum(all(v == 1.0 for _, v in by_step(client, run.info.run_id, "eval/on_plateau")) for run in runs
+                   if run.data.params["regularizer.name"] == regularizer)
+
     for key, scale in [("reconstruction_error", 1e3), ("mean_distance", 1e3), ("smoothness", 1.0)]:
         measurement = next(m for m in report.MEASUREMENTS if m.key == key)
         assert measurement.scale == scale, key  # the tables show MSE and Mean Distance x10^-3
@@ -121,7 +126,7 @@ def test_report_on_the_sweep_matches_a_hand_computation(sweep, capsys):
         for r in rows:
             mean, std = expected(r["regularizer"], key, scale)
             assert (float(r["mean"]), float(r["std"])) == (pytest.approx(mean), pytest.approx(std)), (key, r)
-            cells.append(f"{mean:.2f}±{std:.2f}")
+            cells.append(f"{mean:.2f}±{std:.2f}" + report.plateau_mark(never_left(r["regularizer"]), 2))
         assert f"| lines | mlp | 64 | {cells[0]} | {cells[1]} | 2 |" in md, (key, md)
 
     per_run = read_csv(out / "runs.csv")
