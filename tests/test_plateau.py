@@ -14,6 +14,8 @@ from acai.config import EvaluationConfig
 from acai.errors import ConfigError
 from acai.evaluation.evaluator import Evaluator
 from acai.evaluation.summary import plateau_state
+from acai.tracking.outbox import Outbox
+from acai.training.callbacks import Evaluate
 from acai.training.run import prepare, train
 
 
@@ -84,6 +86,20 @@ def test_a_trained_model_leaves_the_plateau_and_its_run_says_where(tmp_path, com
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("eval ")]
     assert len(lines) == 4 and " recon=" in lines[0]
     assert [" plateau " in line for line in lines] == [f == 1.0 for _, f in flags]
+
+
+def test_a_resumed_run_keeps_its_baseline_out_of_the_histories_and_its_plateau_steps_right(compose_cfg, tmp_path):
+    """What `eval_history` reads back for a resumed run: the once-logged baseline (first here, as a store may
+    list it) must not count as an evaluation history, nor be logged again; a run begun before the flag existed
+    has flags for its last evaluations only."""
+    ev = evaluator_for(compose_cfg, "experiment=smoke", "dataset=lines", "model=mlp")
+    history = {"mean_image_error": [0.08], "reconstruction_error": [0.09, 0.08, 0.05], "on_plateau": [0.0]}
+    callback = Evaluate(ev, 16, 2, Outbox(tmp_path / "outbox", remote=False), history=history)
+    assert callback.baseline_logged and "mean_image_error" not in callback.history
+    assert callback.logged_until == 3 * 32  # three evaluations already logged, not one
+    assert callback.plateau == "left at 96"
+    fresh = Evaluate(ev, 16, 2, Outbox(tmp_path / "outbox", remote=False))
+    assert not fresh.baseline_logged and fresh.plateau is None
 
 
 @pytest.mark.parametrize("flags, state", [([1, 1, 1], "never left"), ([1, 0, 0], "left at 64"),
