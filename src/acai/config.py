@@ -130,8 +130,14 @@ class EvaluationConfig:
     grid_steps: int = 11
     grid_scale: int = 2  # logged grids are enlarged this many times, labels sized to match
     reconstructions: int = 16
+    # On the initial plateau: reconstruction error >= (1 - margin) x predicting every test image by the mean one
+    plateau_margin: float = 0.1
 
     def __post_init__(self) -> None:
+        if not 0 <= self.plateau_margin < 1:
+            raise ConfigError("evaluation.plateau_margin", self.plateau_margin,
+                              "must be in [0, 1): on the plateau means reconstruction error >= (1 - margin) x the "
+                              "mean-image error")
         _positive("evaluation", self, "interpolation_pairs", "reference_lines", "median_of_last", "grid_scale",
                   "cluster_train_size", "kmeans_restarts", "kmeans_max_iter", "grid_pairs", "reconstructions")
         if self.kmeans_seed < 0:

@@ -17,7 +17,7 @@ from acai.console import SHOWN, duration, metrics_line
 from acai.errors import Interrupted, TrainingError
 from acai.evaluation.evaluator import Evaluator
 from acai.evaluation.interpolation import mix_weights
-from acai.evaluation.summary import end_of_training_summary
+from acai.evaluation.summary import end_of_training_summary, plateau_state
 from acai.networks.inference import predict
 from acai.tracking.outbox import Outbox
 from acai.tracking.plots import critic_path, interpolation_grid, reconstruction_grid
@@ -86,6 +86,9 @@ class TrainMetrics(SampleClock):
             self.outbox.log_metrics({f"train/{k}": v for k, v in values.items()}, step=self.samples(batch))
 
 
+BASELINE = "mean_image_error"  # logged once as eval/mean_image_error, so tools can recompute eval/on_plateau
+
+
 class Evaluate(SampleClock):
     """Every epoch (= `trainer.eval_every` samples): the paper's metrics, the image grids, the medians."""
 
@@ -94,6 +97,8 @@ class Evaluate(SampleClock):
         super().__init__(batch_size, steps_per_epoch)
         self.evaluator, self.outbox = evaluator, outbox
         self.history: dict[str, list[float]] = history if history is not None else {}
+        # The plateau's reference, logged once with the first evaluation: not an evaluation history of its own
+        self.baseline_logged = self.history.pop(BASELINE, None) is not None
         self.last: dict[str, float] = {k: v[-1] for k, v in self.history.items()}
         self.logged_until = len(next(iter(self.history.values()), [])) * steps_per_epoch * batch_size
         self.seconds = 0.0  # how long the last evaluation took, logging included
@@ -116,11 +121,22 @@ class Evaluate(SampleClock):
         for key, value in metrics.items():
             self.history.setdefault(key, []).append(value)
         summary = end_of_training_summary(self.history, ev.cfg.median_of_last, self.params.get("epochs", 1))
+        baseline = {} if self.baseline_logged else {f"eval/{BASELINE}": ev.mean_image_error}
         with ev.phase("log_metrics", "log the metrics"):
-            self.outbox.log_metrics({f"eval/{k}": v for k, v in metrics.items()} | summary, step=samples)
+            self.outbox.log_metrics({f"eval/{k}": v for k, v in metrics.items()} | baseline | summary, step=samples)
+        self.baseline_logged = True
         self.last = metrics
         self.seconds = time.perf_counter() - start
         return metrics
+
+    @property
+    def plateau(self) -> str | None:
+        """The run's plateau history so far ('never left', 'left at 81920', ...; see `plateau_state`); the
+        flags of a run resumed from before they existed are its last evaluations."""
+        flags = self.history.get("on_plateau", [])
+        every = self.steps_per_epoch * self.batch_size
+        done = len(self.history.get("reconstruction_error", flags))
+        return plateau_state(flags, [(done - len(flags) + i + 1) * every for i in range(len(flags))])
 
     def log_images(self, model, samples: int) -> None:
         ev, cfg = self.evaluator, self.evaluator.cfg

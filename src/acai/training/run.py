@@ -234,6 +234,7 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
             mlflow.log_metrics(timing | {"time/images_per_second": metrics_cb.images_per_second,
                                          "samples": trainer.total_steps * trainer.batch_size}
                                | {f"final/{k}": v for k, v in evaluate_cb.last.items()})
+            mlflow.set_tag("acai.plateau", evaluate_cb.plateau or "unknown")  # 'never left', 'left at 81920', ...
             final_start = time.perf_counter()
             latents = predict(model.encode_model, evaluator.x_test)
             fig = latent_scatter(latents, evaluator.y_test if dataset.labelled else None,
