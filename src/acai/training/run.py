@@ -39,6 +39,7 @@ from acai.tracking.mlflow_run import (
 )
 from acai.tracking.outbox import Outbox, Undelivered
 from acai.tracking.plots import latent_scatter
+from acai.tracking.sweep import PARENT_ID, find_parent
 from acai.training.autoencoder import Autoencoder
 from acai.training.callbacks import Evaluate, Progress, StopOnSignal, TrainMetrics
 from acai.training.checkpoint import Checkpointing, TrainingState
@@ -170,6 +171,8 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
             "acai.lock": str(lock.path), "acai.replicas": str(model.replicas)}
     if tracking.sweep:
         tags["sweep"] = tracking.sweep
+        if parent := find_parent(MlflowClient(), experiment_id, tracking.sweep):  # a `-m` sweep's job: its child
+            tags[PARENT_ID] = parent
     if "SLURM_JOB_ID" in os.environ:  # a cluster job: its logs are found by this id
         tags["slurm.job_id"] = os.environ["SLURM_JOB_ID"]
     name = tracking.run_name or run_name(cfg)
