@@ -94,7 +94,7 @@ def config_key(cfg: DictConfig) -> str:
     data = OmegaConf.to_container(cfg, resolve=True)
     data.pop("resume", None)
     data["trainer"].pop("verbose", None)
-    for label in ("sweep", "skip_finished", "objective"):
+    for label in ("sweep", "skip_finished", "objective", "system_metrics", "system_metrics_interval"):
         data["tracking"].pop(label, None)
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -177,7 +177,9 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
         tags["slurm.job_id"] = os.environ["SLURM_JOB_ID"]
     name = tracking.run_name or run_name(cfg)
     try:
-        with mlflow.start_run(run_id=resume_id, experiment_id=experiment_id, run_name=name, tags=tags) as run:
+        mlflow.set_system_metrics_sampling_interval(tracking.system_metrics_interval)
+        with mlflow.start_run(run_id=resume_id, experiment_id=experiment_id, run_name=name, tags=tags,
+                              log_system_metrics=tracking.system_metrics) as run:
             lock.describe(run_id=run.info.run_id)
             print(header(run, tracking.experiment, mlflow.get_tracking_uri(), mlflow.get_artifact_uri(),
                          trainer.total_steps * trainer.batch_size, trainer.steps_per_eval * trainer.batch_size,
