@@ -48,9 +48,10 @@ def sweep_tag(sweep_dir: str) -> str:
 
 def sweep_key(config: DictConfig) -> str:
     """The same sweep command gives the same key: the experiment, the overrides as typed (less the sweep
-    folder and Hydra's own settings) and the sweeper with its search space."""
+    folder and Hydra's own settings) and the sweeper with its search space (not its number of trials)."""
     overrides = sorted(o for o in config.hydra.overrides.task if not o.lstrip("+~").startswith(STEERING))
     sweeper = OmegaConf.to_container(config.hydra.sweeper, resolve=False)
+    sweeper.pop("n_trials", None)  # an Optuna sweep rerun with more trials is the same study, continued
     data = [config.tracking.experiment, overrides, sweeper]
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
