@@ -54,11 +54,13 @@ from acai.errors import AcaiError, ConfigError, TrackingError
 from acai.evaluation.summary import finite_median, on_plateau, plateau_state, summary_window
 from acai.locks import run_state
 from acai.tracking.mlflow_run import open_store as open_existing_store
+from acai.tracking.sweep import find_parent, log_summary
 
 LAST = 20  # the paper: "the median value of the last 20 evaluations" (of 256: see summary_window)
 NEVER_LEFT = "never left"  # a run's plateau state (acai.evaluation.summary.plateau_state) that marks its cell
 MARK = "†"
 REPORT_TAG = "acai.report"
+SWEEP_PARENT_TAG = "acai.sweep_parent"  # a sweep's parent run (acai.tracking.sweep): it holds a summary, not a result
 REGULARIZERS = ("none", "dropout", "denoising", "vae", "aae", "vqvae", "acai")  # the paper's column order
 LABELS = {"none": "Baseline", "dropout": "Dropout", "denoising": "Denoising", "vae": "VAE", "aae": "AAE",
           "vqvae": "VQ-VAE", "acai": "ACAI", "pixels": "pixels"}
@@ -181,17 +183,22 @@ def load_runs(client: MlflowClient, experiment_id: str, filter_string: str | Non
                 break
     except MlflowException as e:
         raise TrackingError(f"--filter {filter_string!r}: MLflow cannot search with {query!r} ({e.message})") from None
-    reports = [r for r in runs if r.data.tags.get(REPORT_TAG) == "true"]
-    training = [r for r in runs if r.data.tags.get(REPORT_TAG) != "true"]
+    reports = [r for r in runs if not is_training(r)]
+    training = [r for r in runs if is_training(r)]
     usable = [r for r in training if all(p in r.data.params for p in GROUP_PARAMS.values())]
     notes = [note] if (note := unfinished_note(client, experiment_id, sweep)) else []
     if reports:
-        notes.append(f"left out {len(reports)} report run(s)")
+        notes.append(f"left out {len(reports)} report or sweep-summary run(s)")
     if len(usable) < len(training):
         names = ", ".join(sorted(r.info.run_name or r.info.run_id for r in training if r not in usable)[:5])
         notes.append(f"left out {len(training) - len(usable)} run(s) without the params "
                      f"{', '.join(GROUP_PARAMS.values())} (not made by src/train.py): {names}")
     return usable, notes
+
+
+def is_training(run: Run) -> bool:
+    """A training run, not a report run nor a sweep's parent (those hold summaries of training runs)."""
+    return run.data.tags.get(REPORT_TAG) != "true" and SWEEP_PARENT_TAG not in run.data.tags
 
 
 def unfinished_note(client: MlflowClient, experiment_id: str, sweep: str | None) -> str | None:
@@ -200,7 +207,7 @@ def unfinished_note(client: MlflowClient, experiment_id: str, sweep: str | None)
     query = "attributes.status != 'FINISHED'" + (f" and tags.sweep = '{sweep}'" if sweep else "")
     try:
         runs = [r for r in client.search_runs([experiment_id], query, ViewType.ACTIVE_ONLY, max_results=1000)
-                if r.data.tags.get(REPORT_TAG) != "true"]
+                if is_training(r)]
     except MlflowException:
         return None
     if not runs:
@@ -461,6 +468,47 @@ def figure(tables: dict[str, pd.DataFrame]) -> Figure:
     return fig
 
 
+def curves(client: MlflowClient, per_run: pd.DataFrame) -> pd.DataFrame:
+    """Learning curves: for each measurement, setting and regularizer, the mean and std (ddof=0) over its runs
+    of `eval/<metric>` at each number of samples seen that every one of those runs logged (undefined values
+    left out of that step's mean; `n` counts the defined ones)."""
+    rows = []
+    for m in MEASUREMENTS:
+        for keys, group in per_run.groupby([*SETTING, "regularizer"], sort=False):
+            histories = [by_step(client.get_metric_history(run_id, f"eval/{m.metric}")) for run_id in group["run_id"]]
+            steps = sorted(set.intersection(*(set(h) for h in histories))) if histories else []
+            for step in steps:
+                values = np.array([h[step] for h in histories], float) * m.scale
+                defined = values[np.isfinite(values)]
+                rows.append({"measurement": m.key, "dataset": keys[0], "model": keys[1], "latent_dim": keys[2],
+                             "regularizer": keys[3], "samples": step, "n": len(defined),
+                             "mean": float(defined.mean()) if len(defined) else math.nan,
+                             "std": float(defined.std()) if len(defined) else math.nan})
+    return pd.DataFrame(rows, columns=["measurement", *SETTING, "regularizer", "samples", "n", "mean", "std"])
+
+
+def curves_figure(data: pd.DataFrame) -> Figure:
+    """One panel per measurement: each model's mean over seeds against samples seen, with a ± std band."""
+    shown = [m for m in MEASUREMENTS if (data["measurement"] == m.key).any()]
+    fig = Figure(figsize=(10, 3.2 * max(1, len(shown))), layout="constrained")
+    if not shown:
+        fig.text(0.5, 0.5, "no evaluations logged", ha="center")
+        return fig
+    palette = {r: f"C{i}" for i, r in enumerate(REGULARIZERS)}
+    several = data.groupby(SETTING).ngroups > 1
+    for ax, m in zip(fig.subplots(len(shown), 1, squeeze=False)[:, 0], shown):
+        part = data[data["measurement"] == m.key]
+        for keys, line in part.groupby([*SETTING, "regularizer"], sort=False):
+            label = LABELS.get(keys[3], keys[3]) + (f" ({'/'.join(map(str, keys[:3]))})" if several else "")
+            color = palette.get(keys[3])
+            ax.plot(line["samples"], line["mean"], marker=".", label=label, color=color)
+            ax.fill_between(line["samples"], line["mean"] - line["std"], line["mean"] + line["std"], alpha=0.2,
+                            color=color)
+        ax.set(title=f"{m.title} ({m.better} is better): mean ± std over seeds", xlabel="samples seen")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    return fig
+
+
 # ---------------------------------------------------------------- the whole report
 
 
@@ -494,13 +542,19 @@ def build_report(tracking_uri: str = DEFAULT_TRACKING_URI, experiment: str = "ac
             files += [out / f"{m.key}.md", out / f"{m.key}.csv"]
         per_run.to_csv(out / "runs.csv", index=False)
         figure(tables).savefig(out / "report.png", dpi=120)
+        learning = curves(client, per_run)
+        learning.to_csv(out / "learning_curves.csv", index=False)
+        curves_figure(learning).savefig(out / "learning_curves.png", dpi=120)
         markdown = combined_markdown(experiment, sweep, filter_string, per_run, tables, notes, window)
         (out / "report.md").write_text(markdown, encoding="utf-8")
-        files += [out / "runs.csv", out / "report.png", out / "report.md"]
+        files += [out / "runs.csv", out / "report.png", out / "learning_curves.csv", out / "learning_curves.png",
+                  out / "report.md"]
     except OSError as e:
         raise TrackingError(f"--out {str(out)!r}: cannot write the report there ({e.strerror or e})") from None
 
     report = Report(per_run, tables, markdown, files, notes)
+    if log and sweep and (parent := find_parent(client, experiment_id, sweep)):  # a cut-short sweep's summary
+        log_summary(client, parent, report)
     if log:
         report.run_id = log_report(client, experiment_id, f"report-{experiment}" + (f"-{sweep}" if sweep else ""),
                                    files, {"filter": filter_string or "", "sweep": sweep or "", "runs": len(per_run),
@@ -525,7 +579,7 @@ def combined_markdown(experiment: str, sweep: str | None, filter_string: str | N
                  f"`{MARK}`.", ""]
     head += [f"> Note: {n}" for n in notes] + ([""] if notes else [])
     body = "\n".join(table_markdown(m, tables[m.key], window) for m in MEASUREMENTS)
-    return "\n".join(head) + "\n" + body + "\n![bar charts](report.png)\n"
+    return "\n".join(head) + "\n" + body + "\n![bar charts](report.png)\n\n![learning curves](learning_curves.png)\n"
 
 
 def log_report(client: MlflowClient, experiment_id: str, name: str, files: Sequence[Path],

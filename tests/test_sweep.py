@@ -42,10 +42,19 @@ def tail(text: str, n: int = 3000) -> str:
 
 
 def runs_of(client: MlflowClient) -> list:
-    """Training runs only: the report test adds a summary run to the same store."""
+    """Training runs only: the report test adds a summary run to the same store, and a sweep has a parent run."""
+    return [r for r in all_runs(client) if r.data.tags.get("acai.report") != "true"
+            and "acai.sweep_parent" not in r.data.tags]
+
+
+def all_runs(client: MlflowClient) -> list:
     experiment = client.get_experiment_by_name("smoke")  # experiment=smoke runs go to their own experiment
     assert experiment is not None, "no experiment `smoke` in the store"
-    return [r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("acai.report") != "true"]
+    return client.search_runs([experiment.experiment_id])
+
+
+def parents_of(client: MlflowClient) -> list:
+    return [r for r in all_runs(client) if "acai.sweep_parent" in r.data.tags]
 
 
 def by_step(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
@@ -82,7 +91,67 @@ def test_multirun_logs_one_finished_run_per_job_tagged_with_the_sweep(sweep):
         assert [s for s, _ in by_step(client, run.info.run_id, "eval/reconstruction_error")] == EVAL_STEPS
     assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
     assert done.stdout.count("MLflow run ") == 4
-    assert done.stdout.startswith(f"Sweep {sweep_dir}: every job's run carries the tag sweep={sweep_dir}\n")
+    assert done.stdout.startswith(f"Sweep {sweep_dir}: every job's run carries the tag sweep={sweep_dir}")
+
+
+def test_a_sweep_is_a_parent_run_holding_its_summary(sweep):
+    """The parent/child links, and the parent's summary metrics and learning curves against the children's
+    histories."""
+    tmp, sweep_dir, client, done = sweep
+    parents = parents_of(client)
+    assert len(parents) == 1, tail(done.stdout)
+    parent = parents[0]
+    assert parent.info.status == "FINISHED" and parent.data.tags["acai.sweep_parent"] == str(sweep_dir)
+    children = runs_of(client)
+    assert {r.data.tags.get("mlflow.parentRunId") for r in children} == {parent.info.run_id}
+    assert f"is a child of its parent run {parent.info.run_id}" in done.stdout
+    assert f"summary (tables, figures, learning curves) is in its parent run {parent.info.run_id}" in done.stdout
+    assert parent.data.metrics["summary/runs"] == 4
+    for regularizer in ("acai", "none"):
+        mine = [r for r in children if r.data.params["regularizer.name"] == regularizer]
+        histories = [[v for _, v in by_step(client, r.info.run_id, "eval/reconstruction_error")] for r in mine]
+        medians = [np.median(h[-summary_window(len(h)):]) * 1e3 for h in histories]  # the report's default window
+        name = f"reconstruction_error/{regularizer}/lines-mlp-z64"
+        assert parent.data.metrics[f"{name}/mean"] == pytest.approx(np.mean(medians))
+        assert parent.data.metrics[f"{name}/std"] == pytest.approx(np.std(medians))
+        assert parent.data.metrics[f"{name}/n"] == 2
+    files = {a.path for a in client.list_artifacts(parent.info.run_id, "summary")}
+    assert {"summary/report.md", "summary/report.png", "summary/learning_curves.png",
+            "summary/learning_curves.csv", "summary/mean_distance.md"} <= files, files
+    dst = tmp / "parent"
+    dst.mkdir()
+    curves = read_csv(Path(client.download_artifacts(parent.info.run_id, "summary/learning_curves.csv", str(dst))))
+    for regularizer in ("acai", "none"):
+        histories = [dict(by_step(client, r.info.run_id, "eval/mean_distance")) for r in children
+                     if r.data.params["regularizer.name"] == regularizer]
+        rows = [r for r in curves if r["measurement"] == "mean_distance" and r["regularizer"] == regularizer]
+        assert [int(r["samples"]) for r in rows] == EVAL_STEPS
+        for row in rows:
+            values = np.array([h[int(row["samples"])] for h in histories]) * 1e3
+            assert float(row["mean"]) == pytest.approx(values.mean())
+            assert float(row["std"]) == pytest.approx(values.std())
+            assert row["n"] == "2"
+
+
+def test_a_parallel_sweep_and_its_rerun_share_one_parent(tmp_path):
+    """joblib workers are other processes: their runs find the parent in the store; rerunning the same sweep
+    (another folder, finished jobs skipped) reuses the parent and finishes it again."""
+    args = [*TRAIN, "-m", "hydra/launcher=parallel", "regularizer=none", "seed=0,1", *TINY, *store(tmp_path)]
+    first = subprocess.run([*args, f"hydra.sweep.dir={tmp_path / 'first'}"], cwd=tmp_path, env=ENV,
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, tail(first.stderr)
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (parent,) = parents_of(client)
+    assert parent.info.status == "FINISHED"
+    children = runs_of(client)
+    assert len(children) == 2 and {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
+    again = subprocess.run([*args, f"hydra.sweep.dir={tmp_path / 'again'}", "tracking.skip_finished=true"],
+                           cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, tail(again.stderr)
+    (reused,) = parents_of(client)
+    assert reused.info.run_id == parent.info.run_id and reused.info.status == "FINISHED"
+    assert reused.data.tags["acai.sweep_parent"] == str(tmp_path / "again")
+    assert len(runs_of(client)) == 2 and reused.data.metrics["summary/runs"] == 2
 
 
 def test_report_on_the_sweep_matches_a_hand_computation(sweep, capsys):

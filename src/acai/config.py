@@ -159,10 +159,14 @@ class TrackingConfig:
     sweep: str | None = None
     skip_finished: bool = False  # a rerun sweep skips the jobs that already have a finished run
     objective: str | None = None  # a logged metric the job returns to a sweeper (Optuna), e.g. final/smoothness
+    system_metrics: bool = True  # MLflow's own CPU, memory, disk (and GPU) metrics, `system/*`, every interval
+    system_metrics_interval: float = 10.0  # seconds between two samples
 
     def __post_init__(self) -> None:
         if not self.experiment or not self.experiment.strip():
             raise ConfigError("tracking.experiment", self.experiment, "must be a non-empty experiment name")
+        if self.system_metrics_interval <= 0:
+            raise ConfigError("tracking.system_metrics_interval", self.system_metrics_interval, "must be > 0 seconds")
 
 
 @dataclass

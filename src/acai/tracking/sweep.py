@@ -1,22 +1,43 @@
-"""A `-m` sweep's start, in the launching process: its store and experiment, then its tag.
+"""A `-m` sweep as one experiment: its store, its tag, its parent run and the summary the parent holds.
 
-Every job's MLflow run carries the tag. The store and experiment are created here, once, before any job
-starts: parallel jobs (joblib, submitit_local, SLURM) that each create a brand-new SQLite store at the
-same moment fail (`duplicate column name: step`), and file locks are not to be trusted on a cluster's
-shared file system.
+In the launching process, before any job starts (`PrepareSweep.on_multirun_start`), the store and
+experiment are created once (parallel jobs that each create a brand-new SQLite store at the same moment
+fail, `duplicate column name: step`, and file locks are not to be trusted on a cluster's shared file
+system), and the sweep gets a parent run: every job's run becomes its child (MLflow's
+`mlflow.parentRunId`), whatever the launcher, because each job finds its parent in the store by the
+sweep's tag rather than through anything the launcher must pass on. Rerunning the same sweep (the same
+command: the same overrides, sweeper and experiment) reuses its parent, so resumed jobs stay its
+children. When the sweep ends (`on_multirun_end`) the parent is given the report of its children: the
+tables, figures and learning curves `src/report.py` writes, mean ± std over seeds as metrics, and for an
+Optuna sweep the best parameters and value. A sweep cut short gets them when it is rerun, or from
+`python src/report.py --sweep <tag>`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import json
 import shlex
 import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
+import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
 
-from acai.config import DEFAULT_TRACKING_URI, PROJECT_ROOT, TrackingConfig
+from acai.config import DEFAULT_TRACKING_URI, PROJECT_ROOT, TrackingConfig, section
+
+PARENT_TAG = "acai.sweep_parent"  # on a sweep's parent run: the tag of the sweep it last ran as
+KEY_TAG = "acai.sweep_key"  # on a sweep's parent run: what makes a rerun "the same sweep"
+PARENT_ID = "mlflow.parentRunId"  # MLflow's own link, which its UI shows as an expandable parent
+# Overrides that label or steer a sweep without changing what it trains: a rerun with them is the same sweep.
+STEERING = ("tracking.sweep", "tracking.skip_finished", "trainer.verbose")
 
 
 def sweep_tag(sweep_dir: str) -> str:
@@ -41,20 +62,120 @@ def report_command(tag: str, tracking: TrackingConfig, cwd: Path | None = None) 
     return "python " + shlex.join(args)
 
 
+def sweep_key(config: DictConfig) -> str:
+    """The same sweep command gives the same key: the experiment, the overrides as typed (less the sweep
+    folder and Hydra's own settings) and the sweeper with its search space (not its number of trials)."""
+    overrides = sorted(o for o in config.hydra.overrides.task if not o.lstrip("+~").startswith(STEERING))
+    sweeper = OmegaConf.to_container(config.hydra.sweeper, resolve=False)
+    sweeper.pop("n_trials", None)  # an Optuna sweep rerun with more trials is the same study, continued
+    data = [config.tracking.experiment, overrides, sweeper]
+    return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def find_parent(client: MlflowClient, experiment_id: str, tag: str) -> str | None:
+    """The parent run of the sweep whose jobs carry `sweep=<tag>`, if that sweep has one."""
+    runs = client.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{tag}'", max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def open_parent(client: MlflowClient, experiment_id: str, config: DictConfig, tag: str) -> str:
+    """The sweep's parent run: the one an earlier run of the same sweep made, or a new one."""
+    key = sweep_key(config)
+    found = client.search_runs([experiment_id], f"tags.`{KEY_TAG}` = '{key}'", max_results=1,
+                               order_by=["attributes.start_time DESC"])
+    if found:
+        run_id = found[0].info.run_id
+        client.set_tag(run_id, PARENT_TAG, tag)
+        client.update_run(run_id, status="RUNNING")
+        return run_id
+    overrides = " ".join(o for o in config.hydra.overrides.task if not o.lstrip("+~").startswith(STEERING))
+    run = client.create_run(experiment_id, run_name=f"sweep {overrides}"[:250].strip(),
+                            tags={PARENT_TAG: tag, KEY_TAG: key, "mlflow.note.content": f"`-m` sweep, last as {tag}"})
+    return run.info.run_id
+
+
+def report_module():
+    """`src/report.py`, the one place the tables and figures are made (imported by path: it is a script)."""
+    if "report" in sys.modules and getattr(sys.modules["report"], "build_report", None):
+        return sys.modules["report"]
+    spec = importlib.util.spec_from_file_location("report", PROJECT_ROOT / "src" / "report.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["report"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def summarize(client: MlflowClient, parent_id: str, tracking_uri: str, experiment: str,
+              sweep_dir: str | None = None) -> bool:
+    """Report on the parent's children and give it the result; False when no child has finished yet."""
+    report = report_module()
+    with tempfile.TemporaryDirectory() as out:
+        try:
+            built = report.build_report(tracking_uri, experiment, f"tags.`{PARENT_ID}` = '{parent_id}'",
+                                        out=out, log=False)
+        except report.NoRuns:
+            return False
+        log_summary(client, parent_id, built, sweep_dir)
+    return True
+
+
+def log_summary(client: MlflowClient, parent_id: str, built: Any, sweep_dir: str | None = None) -> None:
+    """The parent's summary: the report's files under `summary/`, mean/std/n of every table cell as metrics
+    (`<measurement>/<regularizer>/<dataset>-<model>-z<latent>/mean`) and, after an Optuna sweep (its
+    `optimization_results.yaml` in the sweep folder), the best parameters and value."""
+    for path in built.files:
+        client.log_artifact(parent_id, str(path), "summary")
+    metrics: dict[str, float] = {"summary/runs": float(len(built.per_run))}
+    for m in report_module().MEASUREMENTS:
+        for row in built.tables[m.key].itertuples():
+            if row.n:
+                name = f"{m.key}/{row.regularizer}/{row.dataset}-{row.model}-z{row.latent_dim}"
+                metrics |= {f"{name}/mean": row.mean, f"{name}/std": row.std, f"{name}/n": float(row.n)}
+    best = Path(sweep_dir) / "optimization_results.yaml" if sweep_dir else None
+    if best is not None and best.is_file():
+        result = yaml.safe_load(best.read_text()) or {}
+        if "best_value" in result:
+            metrics["best/value"] = float(result["best_value"])
+        for name, value in (result.get("best_params") or {}).items():
+            client.log_param(parent_id, f"best.{name}", value)
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+    for start in range(0, len(items), 500):
+        client.log_batch(parent_id, metrics=items[start:start + 500])
+
+
+def open_store(config: DictConfig) -> tuple[MlflowClient, str]:
+    """The sweep's store and experiment (created if new); one line and exit 2 if they cannot be had."""
+    from acai.errors import AcaiError
+    from acai.tracking.mlflow_run import open_experiment
+
+    try:
+        experiment_id = open_experiment(section(config.tracking, TrackingConfig, "tracking"))
+    except AcaiError as e:  # before any job is launched: one line, as a run's own errors
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    return MlflowClient(), experiment_id
+
+
 class PrepareSweep(Callback):
-    """Hydra callback (conf/config.yaml): opens the store and experiment, prints the sweep tag, once."""
+    """Hydra callback (conf/config.yaml): the store, the experiment and the parent run, once, before any job;
+    the parent's summary when the sweep ends."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from acai.config import section
-        from acai.errors import AcaiError
-        from acai.tracking.mlflow_run import open_experiment
-
-        try:
-            tracking = section(config.tracking, TrackingConfig, "tracking")
-            open_experiment(tracking)
-        except AcaiError as e:  # before any job is launched: one line, as a run's own errors
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
         tag = sweep_tag(config.hydra.sweep.dir)
-        print(f"Sweep {tag}: every job's run carries the tag sweep={tag}\n"
+        client, experiment_id = open_store(config)
+        parent = open_parent(client, experiment_id, config, tag)
+        tracking = section(config.tracking, TrackingConfig, "tracking")
+        print(f"Sweep {tag}: every job's run carries the tag sweep={tag} and is a child of its parent run {parent}\n"
               f"  compare: {report_command(tag, tracking)}   (UI search: tags.sweep = '{tag}')", flush=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        tag = sweep_tag(config.hydra.sweep.dir)
+        client, experiment_id = open_store(config)
+        parent = find_parent(client, experiment_id, tag)
+        if parent is None:
+            return
+        if summarize(client, parent, client.tracking_uri, config.tracking.experiment, config.hydra.sweep.dir):
+            print(f"Sweep {tag}: its summary (tables, figures, learning curves) is in its parent run {parent}",
+                  flush=True)
+        client.set_terminated(parent, "FINISHED")

@@ -39,6 +39,7 @@ from acai.tracking.mlflow_run import (
 )
 from acai.tracking.outbox import Outbox, Undelivered
 from acai.tracking.plots import latent_scatter
+from acai.tracking.sweep import PARENT_ID, find_parent
 from acai.training.autoencoder import Autoencoder
 from acai.training.callbacks import Evaluate, Progress, StopOnSignal, TrainMetrics
 from acai.training.checkpoint import Checkpointing, TrainingState
@@ -93,7 +94,7 @@ def config_key(cfg: DictConfig) -> str:
     data = OmegaConf.to_container(cfg, resolve=True)
     data.pop("resume", None)
     data["trainer"].pop("verbose", None)
-    for label in ("sweep", "skip_finished", "objective"):
+    for label in ("sweep", "skip_finished", "objective", "system_metrics", "system_metrics_interval"):
         data["tracking"].pop(label, None)
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -170,11 +171,15 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
             "acai.lock": str(lock.path), "acai.replicas": str(model.replicas)}
     if tracking.sweep:
         tags["sweep"] = tracking.sweep
+        if parent := find_parent(MlflowClient(), experiment_id, tracking.sweep):  # a `-m` sweep's job: its child
+            tags[PARENT_ID] = parent
     if "SLURM_JOB_ID" in os.environ:  # a cluster job: its logs are found by this id
         tags["slurm.job_id"] = os.environ["SLURM_JOB_ID"]
     name = tracking.run_name or run_name(cfg)
     try:
-        with mlflow.start_run(run_id=resume_id, experiment_id=experiment_id, run_name=name, tags=tags) as run:
+        mlflow.set_system_metrics_sampling_interval(tracking.system_metrics_interval)
+        with mlflow.start_run(run_id=resume_id, experiment_id=experiment_id, run_name=name, tags=tags,
+                              log_system_metrics=tracking.system_metrics) as run:
             lock.describe(run_id=run.info.run_id)
             print(header(run, tracking.experiment, mlflow.get_tracking_uri(), mlflow.get_artifact_uri(),
                          trainer.total_steps * trainer.batch_size, trainer.steps_per_eval * trainer.batch_size,
