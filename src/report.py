@@ -203,7 +203,7 @@ def unfinished_note(client: MlflowClient, experiment_id: str, sweep: str | None)
 
 
 def median_of_last(history: Iterable[Metric], n: int = LAST) -> float:
-    """Median of the last `n` evaluations by step, skipping undefined (NaN) ones; NaN when none is defined.
+    """Median of the last `n` evaluations by step, skipping undefined (NaN, +-inf) ones; NaN when none is.
 
     A step logged twice (a resumed run redoing an evaluation) counts once, with its latest value.
     """
@@ -211,7 +211,13 @@ def median_of_last(history: Iterable[Metric], n: int = LAST) -> float:
     for m in history:
         if m.step not in by_step or m.timestamp >= by_step[m.step].timestamp:
             by_step[m.step] = m
-    return finite_median([by_step[s].value for s in sorted(by_step)][-n:])
+    return finite_median([_stored_inf(by_step[s].value) for s in sorted(by_step)][-n:])
+
+
+def _stored_inf(value: float) -> float:
+    """MLflow's SQL stores keep an infinite metric as +-1.797e308 (the largest float): read it back as the
+    infinity it was, so that the median skips it like NaN instead of averaging a 1e308 into the table."""
+    return math.copysign(math.inf, value) if abs(value) >= sys.float_info.max else value
 
 
 def _latent(value: str) -> int | str:
@@ -357,8 +363,9 @@ def table_markdown(m: Measurement, table: pd.DataFrame, last: int = LAST) -> str
     if len(undefined):
         cells = ", ".join(f"{r.label} {r.dataset}/{r.model}/{r.latent_dim} ({r.undefined})"
                           for r in undefined.itertuples())
-        notes.append(f"Runs whose last {last} evaluations were all undefined (NaN), left out of n and the mean "
-                     f"(`NaN`: no run defined): {cells}. Single undefined evaluations are skipped in the median.")
+        notes.append(f"Runs whose last {last} evaluations were all undefined (NaN) or infinite (±inf, taken as "
+                     f"undefined), left out of n and the mean (`NaN`: no run defined): {cells}. Single undefined "
+                     "(NaN or ±inf) evaluations are skipped in the median.")
     if m.reference:
         notes.append(f"`pixels`: K-means on raw pixels (`eval/{m.reference}`), over all runs of the setting.")
     if paper_rows:

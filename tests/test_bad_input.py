@@ -264,3 +264,26 @@ def test_a_postgresql_store_without_its_driver_names_the_server_extra(compose_cf
     cfg = compose_cfg("experiment=smoke", "tracking.uri=postgresql://mlflow@127.0.0.1:1/mlflow")
     with pytest.raises(AcaiError, match=r"tracking.uri='postgresql://.*driver psycopg.*pip install -e '.\[server\]'"):
         train(cfg)
+
+
+def test_infinite_evaluations_in_a_report_are_undefined_not_numbers(tmp_path):
+    """MLflow's SQL store keeps an infinite metric as +-1.797e308: it came back as a number and made the
+    mean 1e308. It is read back as infinity and skipped like NaN, and the table's notes say so."""
+    import math
+
+    from test_report import EVALS, MEASURE, history, log_training_run
+
+    import report
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("acai", artifact_location=(tmp_path / "mlruns").as_uri())
+    partly = history(1, 0.5)
+    partly[-3:] = [math.inf, -math.inf, math.inf]
+    log_training_run(client, exp, "aae", "lines", "conv", 64, 0, {"smoothness": partly})
+    log_training_run(client, exp, "aae", "lines", "conv", 64, 1, {"smoothness": [math.inf] * EVALS})
+    rep = report.build_report(uri, "acai", out=tmp_path / "out", log=False)
+    (aae,) = rep.tables["smoothness"].itertuples()
+    assert (aae.mean, aae.n, aae.undefined) == (pytest.approx(np.median(partly[5:22])), 1, 1)
+    md = report.table_markdown(MEASURE["smoothness"], rep.tables["smoothness"])
+    assert "or infinite (±inf, taken as undefined)" in md and "AAE lines/conv/64 (1)" in md
