@@ -144,6 +144,15 @@ TRAIN_ROWS = [
     ("folder classes differ from num_classes", lambda t: colour_files(t, "classes differ"),
      r"dataset.num_classes=10 .*has 2 class sub-folder\(s\) \['a', 'b'\]"),
     ("folder channel count", ["dataset=folder", "dataset.channels=4"], r"dataset.channels=4 .*1 \(grayscale\) or 3"),
+    ("run name longer than MLflow stores", ["tracking.run_name=" + "r" * 251],
+     r"tracking.run_name='r{40}\.\.\.' is not valid: is 251 characters; MLflow stores at most 250"),
+    ("experiment name longer than MLflow stores", ["tracking.experiment=" + "e" * 501],
+     r"tracking.experiment='e{40}\.\.\.' is not valid: is 501 characters; MLflow stores at most 500"),
+    ("store path is a folder", lambda t: [f"tracking.uri=sqlite:///{t}"],
+     r"tracking.uri=.*: .* is a folder; give the path of the database file in it"),
+    ("store file is not a database",
+     lambda t: [f"tracking.uri=sqlite:///{(t / 'x.db').write_text('x') and t / 'x.db'}"],
+     r"tracking.uri=.*x.db is not an SQLite database"),
     ("checkpoint folder is a file", lambda t: [f"trainer.checkpoint_dir={(t / 'f').write_text('x') and t / 'f'}"],
      r"trainer.checkpoint_dir=.*must be a folder"),
 ]
@@ -163,7 +172,8 @@ def test_train_rows(compose_cfg, tmp_path, name, overrides, pattern):
         train(cfg)
     assert "\n" not in str(info.value)
     uri = cfg.tracking.uri
-    if "not writable" not in pattern and not uri.startswith("http"):  # nothing trained: no run was started
+    store_broken = any(s in pattern for s in ("not writable", "is a folder", "not an SQLite"))
+    if not store_broken and not uri.startswith("http"):  # nothing trained: no run was started
         client = MlflowClient(uri)
         exp = client.get_experiment_by_name("smoke")
         assert exp is None or not client.search_runs([exp.experiment_id])
@@ -287,3 +297,19 @@ def test_infinite_evaluations_in_a_report_are_undefined_not_numbers(tmp_path):
     assert (aae.mean, aae.n, aae.undefined) == (pytest.approx(np.median(partly[5:22])), 1, 1)
     md = report.table_markdown(MEASURE["smoothness"], rep.tables["smoothness"])
     assert "or infinite (±inf, taken as undefined)" in md and "AAE lines/conv/64 (1)" in md
+
+
+@pytest.mark.parametrize("kind", ["folder", "not a database"])
+def test_the_tools_refuse_a_store_path_that_is_not_a_database_at_once(tmp_path, capsys, kind):
+    """MLflow retried such a store for 100 s before its own error."""
+    import time
+
+    path = tmp_path
+    if kind != "folder":
+        path = tmp_path / "notes.db"
+        path.write_text("some notes")
+    start = time.perf_counter()
+    assert evaluate.main(["ffffffffffffffff", "--tracking-uri", f"sqlite:///{path}"]) == 2
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: --tracking-uri='sqlite:///{path}': {path} is ")
+    assert time.perf_counter() - start < 10
