@@ -70,3 +70,26 @@ def test_a_submitit_launcher_without_its_extra_is_one_line_naming_it(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == ["error: hydra/launcher=slurm needs hydra-submitit-launcher, which is "
                                                "not installed: pip install -e '.[cluster]'"]
+
+
+def test_a_slurm_sweep_without_a_controller_is_one_line_in_seconds(tmp_path):
+    """sbatch used to retry for 20 s per job and end in submitit's traceback; a hung controller would hang."""
+    import shutil
+
+    from slurm_cluster import _slurm_conf
+
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the cluster extra is not installed")
+    if shutil.which("scontrol") is None:
+        pytest.skip("SLURM's client tools are not installed")
+    conf = tmp_path / "slurm.conf"  # a cluster whose controller is not running
+    conf.write_text(_slurm_conf(tmp_path, "node0", tmp_path / "munge.socket"))
+    start = time.perf_counter()
+    done = subprocess.run([*TRAIN, "-m", "hydra/launcher=slurm", *SMALL_JOBS, *TINY, *store(tmp_path),
+                           f"hydra.sweep.dir={tmp_path}/multirun"], cwd=tmp_path, capture_output=True, text=True,
+                          env=dict(os.environ, SLURM_CONF=str(conf)), timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1:] == [ln for ln in done.stderr.splitlines() if "error" in ln.lower()]
+    assert done.stderr.strip().splitlines()[-1].startswith("error: hydra/launcher='slurm' is not valid: no SLURM "
+                                                            "controller answers (scontrol ping: ")
+    assert "Traceback" not in done.stderr and time.perf_counter() - start < 120
+    assert not (tmp_path / "mlflow.db").exists()  # nothing was prepared, nothing was submitted

@@ -25,6 +25,32 @@ def sweep_tag(sweep_dir: str) -> str:
     return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
 
 
+PING_TIMEOUT_S = 15
+
+
+def check_slurm(launcher: str) -> None:
+    """A SLURM launcher needs a controller that answers: without one, sbatch retries for tens of seconds
+    per job and submitit ends in a traceback. `scontrol ping` answers in a moment either way."""
+    import subprocess
+
+    from acai.errors import ConfigError
+
+    if "slurm" not in launcher.lower():
+        return
+    fix = "start slurmctld or point SLURM_CONF at the cluster's slurm.conf; on one machine use hydra/launcher=parallel"
+    try:
+        done = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=PING_TIMEOUT_S)
+    except FileNotFoundError:
+        raise ConfigError("hydra/launcher", "slurm", f"needs SLURM's client tools (no scontrol here); {fix}") from None
+    except subprocess.TimeoutExpired:
+        raise ConfigError("hydra/launcher", "slurm", f"no SLURM controller answered scontrol ping within "
+                          f"{PING_TIMEOUT_S} s; {fix}") from None
+    said = [ln.strip() for ln in (done.stdout + done.stderr).splitlines() if ln.strip() and "*" not in ln]
+    if done.returncode or any(" is DOWN" in ln for ln in said):
+        raise ConfigError("hydra/launcher", "slurm", f"no SLURM controller answers (scontrol ping: "
+                          f"{said[0] if said else f'exit status {done.returncode}'}); {fix}")
+
+
 class PrepareSweep(Callback):
     """Hydra callback (conf/config.yaml): opens the store and experiment, prints the sweep tag, once."""
 
@@ -34,6 +60,7 @@ class PrepareSweep(Callback):
         from acai.tracking.mlflow_run import open_experiment
 
         try:
+            check_slurm(str(config.hydra.launcher.get("_target_", "")))
             open_experiment(section(config.tracking, TrackingConfig, "tracking"))
         except AcaiError as e:  # before any job is launched: one line, as a run's own errors
             print(f"error: {e}", file=sys.stderr)
