@@ -313,3 +313,21 @@ def test_the_tools_refuse_a_store_path_that_is_not_a_database_at_once(tmp_path, 
     errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(f"error: --tracking-uri='sqlite:///{path}': {path} is ")
     assert time.perf_counter() - start < 10
+
+
+@pytest.mark.parametrize("override, line", [
+    ("model.latnt_dim=16", "model.latnt_dim=16 is not valid: model has no key 'latnt_dim'; did you mean "
+                           "model.latent_dim?"),
+    ("trainer.batchsize=32", "trainer.batchsize=32 is not valid: trainer has no key 'batchsize'; did you mean "
+                             "trainer.batch_size?"),
+    ("sed=1", "sed=1 is not valid: the config has no key 'sed'; did you mean seed?"),
+])
+def test_a_plain_misspelt_key_is_one_line_with_the_nearest_key(tmp_path, override, line):
+    """Without `+`, Hydra's own 'Could not override ... not in struct' block (exit 1) came instead."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, str(ROOT / "src" / "train.py"), "model=mlp", override,
+                           f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [f"error: {line}"], done.stderr[-2000:]
+    assert not (tmp_path / "mlflow.db").exists()
