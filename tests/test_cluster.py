@@ -93,3 +93,17 @@ def test_a_slurm_sweep_without_a_controller_is_one_line_in_seconds(tmp_path):
                                                             "controller answers (scontrol ping: ")
     assert "Traceback" not in done.stderr and time.perf_counter() - start < 120
     assert not (tmp_path / "mlflow.db").exists()  # nothing was prepared, nothing was submitted
+
+
+def test_a_parallel_sweep_keeps_tensorflows_checkpoint_notes_off_the_console(tmp_path):
+    """joblib runs the jobs in worker processes where train.py's start-up never ran: Hydra's job logging
+    printed absl's "Sharding callback duration" at every checkpoint there."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="the joblib launcher is not installed")
+    done = subprocess.run([*TRAIN, "-m", "hydra/launcher=parallel", "regularizer=none,acai", *TINY, *store(tmp_path),
+                           f"hydra.sweep.dir={tmp_path}/multirun"], cwd=tmp_path, capture_output=True, text=True,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
+    assert {r.info.status for r in runs} == {"FINISHED"} and len(runs) == 2  # they did checkpoint
+    assert "Sharding callback" not in done.stdout + done.stderr

@@ -52,7 +52,13 @@ def check_slurm(launcher: str) -> None:
 
 
 class PrepareSweep(Callback):
-    """Hydra callback (conf/config.yaml): opens the store and experiment, prints the sweep tag, once."""
+    """Hydra callback (conf/config.yaml): opens the store and experiment, prints the sweep tag, once; and
+    quiets TensorFlow's INFO notes in every job, in whichever process the launcher runs it."""
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from acai.console import quiet_loggers
+
+        quiet_loggers()  # joblib's workers: Hydra's job logging would print absl's checkpoint notes to stdout
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from acai.config import TrackingConfig, section
