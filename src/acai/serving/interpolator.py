@@ -54,9 +54,9 @@ def short_errors() -> None:
     nested deeper than Python's recursion limit) is a 400 with the reason instead of a 500."""
     from mlflow.pyfunc import scoring_server
 
-    original = scoring_server.invocations
-    if getattr(original, "short_errors", False):
-        return
+    original = getattr(scoring_server, "invocations", None)
+    if original is None or getattr(original, "short_errors", False):
+        return  # another MLflow layout: serve with its own messages rather than fail to load
 
     def invocations(*args, **kwargs):
         try:
