@@ -42,6 +42,11 @@ from acai.errors import AcaiError, ConfigError, DatasetError, TrackingError  # n
 
 MODES = ("linear", "spherical")
 DEFAULT_PAIRS = 8
+# Upper bounds on what is drawn: beyond them a figure takes minutes and gigabytes (a huge --steps or --scale
+# hung or ran out of memory). --steps and the rows match the served interpolator's 2..64.
+MAX_STEPS = 64
+MAX_ROWS = 64
+MAX_SCALE = 16
 ACCEPTED = "give an image file Pillow can read (PNG, JPEG, BMP, GIF, TIFF, WebP, ...)"
 RUNS_URI = re.compile(r"^runs:/([^/]+)(/|$)")
 
@@ -85,6 +90,8 @@ def load_image(path: str | Path, shape: tuple[int, int, int]) -> np.ndarray:
 def _pairs(values: list, option: str, example: str) -> list[tuple]:
     if not values or len(values) % 2:
         raise ConfigError(option, values, f"give pairs, an even number of values (e.g. {option} {example})")
+    if len(values) > 2 * MAX_ROWS:
+        raise ConfigError(option, f"{len(values)} values", f"give at most {MAX_ROWS} pairs (rows of the figure)")
     return list(zip(values[::2], values[1::2]))
 
 
@@ -162,14 +169,16 @@ def interpolate(target: str | list[str], out: str | Path | None = None, *, indic
                           "give one of --indices A B, --images FILE_A FILE_B or --pairs N")
     if not given:
         pairs = DEFAULT_PAIRS
-    if scale < 1:
-        raise ConfigError("--scale", scale, "must be >= 1 (how many times the figure is enlarged)")
-    if steps < 2:
-        raise ConfigError("--steps", steps, "must be >= 2 (the two endpoints)")
+    if not 1 <= scale <= MAX_SCALE:
+        raise ConfigError("--scale", scale, f"must be 1 to {MAX_SCALE} (how many times the figure is enlarged)")
+    if not 2 <= steps <= MAX_STEPS:
+        raise ConfigError("--steps", steps, f"must be 2 to {MAX_STEPS} (points per row, the two endpoints included)")
     if mode not in MODES:
         raise ConfigError("--mode", mode, f"must be one of {list(MODES)}")
-    if pairs is not None and pairs < 1:
-        raise ConfigError("--pairs", pairs, "must be >= 1")
+    if pairs is not None and not 1 <= pairs <= MAX_ROWS:
+        raise ConfigError("--pairs", pairs, f"must be 1 to {MAX_ROWS} (rows of the figure)")
+    if seed < 0:
+        raise ConfigError("--seed", seed, "must be >= 0 (numpy's random generator takes no negative seed)")
     index_pairs = _pairs(indices, "--indices", "3 17") if indices is not None else None
     file_pairs = _pairs(images, "--images", "a.png b.jpg") if images is not None else None
     if out is not None:

@@ -224,11 +224,11 @@ def by_step(history: Iterable[Metric]) -> dict[int, float]:
     for m in history:
         if m.step not in latest or m.timestamp >= latest[m.step].timestamp:
             latest[m.step] = m
-    return {s: latest[s].value for s in sorted(latest)}
+    return {s: _stored_inf(latest[s].value) for s in sorted(latest)}
 
 
 def median_of_last(history: Iterable[Metric], n: int = LAST) -> float:
-    """Median of the last `n` evaluations by step, skipping undefined (NaN) ones; NaN when none is defined."""
+    """Median of the last `n` evaluations by step, skipping undefined (NaN, +-inf) ones; NaN when none is."""
     return finite_median(list(by_step(history).values())[-n:])
 
 
@@ -243,6 +243,12 @@ def run_plateau(histories: dict[str, dict[int, float]], params: dict[str, str]) 
         mean_image_error = next(iter(baseline.values()))
         flags = {s: float(on_plateau(e, mean_image_error, margin)) for s, e in errors.items()}
     return plateau_state(list(flags.values()), list(flags)) or ""
+
+
+def _stored_inf(value: float) -> float:
+    """MLflow's SQL stores keep an infinite metric as +-1.797e308 (the largest float): read it back as the
+    infinity it was, so that the median skips it like NaN instead of averaging a 1e308 into the table."""
+    return math.copysign(math.inf, value) if abs(value) >= sys.float_info.max else value
 
 
 def _latent(value: str) -> int | str:
@@ -424,8 +430,9 @@ def table_markdown(m: Measurement, table: pd.DataFrame, window: str = f"its last
     if len(undefined):
         cells = ", ".join(f"{r.label} {r.dataset}/{r.model}/{r.latent_dim} ({r.undefined})"
                           for r in undefined.itertuples())
-        notes.append(f"Runs whose window was all undefined (NaN), left out of n and the mean "
-                     f"(`NaN`: no run defined): {cells}. Single undefined evaluations are skipped in the median.")
+        notes.append(f"Runs whose window was all undefined (NaN) or infinite (±inf, taken as undefined), left out "
+                     f"of n and the mean (`NaN`: no run defined): {cells}. Single undefined (NaN or ±inf) "
+                     "evaluations are skipped in the median.")
     if m.reference:
         notes.append(f"`pixels`: K-means on raw pixels (`eval/{m.reference}`), over all runs of the setting.")
     if paper_rows:

@@ -37,6 +37,49 @@ def check_launcher(argv: list[str]) -> None:
                       f"pip install -e '.[{EXTRA_LAUNCHERS[name]}]'", file=sys.stderr)
                 sys.exit(2)
 
+def check_keys(argv: list[str]) -> None:
+    """A misspelt `key=value` (no `+`): one line with the nearest valid key, as the `+key` form gets, instead
+    of Hydra's 'Could not override' block. Keys are looked up in the config composed with the group choices
+    given; anything this cannot judge (a sweep of groups, a syntax error) is left to Hydra."""
+    import difflib
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+    from omegaconf import DictConfig, OmegaConf
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    try:
+        overrides = OverridesParser.create().parse_overrides([a for a in argv if "=" in a and not a.startswith("-")])
+    except Exception:  # noqa: BLE001 - Hydra reports its own syntax errors
+        return
+    plain = [o for o in overrides if o.type == OverrideType.CHANGE and o.package is None
+             and not o.key_or_group.startswith("hydra")]
+    groups = [o for o in plain if "." not in o.key_or_group and (conf / o.key_or_group).is_dir()]
+    keys = [o for o in plain if o not in groups]
+    if not keys or any(o.is_sweep_override() for o in groups):
+        return
+    try:
+        with initialize_config_dir(str(conf), version_base="1.3"):
+            cfg = compose("config", overrides=[o.input_line for o in groups])
+    except Exception:  # noqa: BLE001 - an unknown group option: Hydra names it
+        return
+    for o in keys:
+        parent, _, name = o.key_or_group.rpartition(".")
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        if not isinstance(node, DictConfig) or name in node.keys():
+            continue
+        known = [str(k) for k in node.keys() if not str(k).startswith("_")]
+        close = difflib.get_close_matches(name, known, n=1)
+        where = parent or "the config"
+        prefix = f"{parent}." if parent else ""
+        hint = f"did you mean {prefix}{close[0]}?" if close else f"its keys: {', '.join(known)}"
+        value = o.input_line.split("=", 1)[1] if o.is_sweep_override() else o.value()
+        print(f"error: {o.key_or_group}={value!r} is not valid: {where} has no key {name!r}; {hint}", file=sys.stderr)
+        sys.exit(2)
+
+
 # What may accompany `resume=<id>`: where the store is and how talkative to be. Anything else would be
 # silently ignored (the run continues with the config it logged), so it is refused instead.
 WITH_RESUME = ("resume", "trainer.verbose", "tracking.uri", "tracking.artifact_location")
@@ -78,4 +121,5 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     check_launcher(sys.argv[1:])
+    check_keys(sys.argv[1:])
     main()

@@ -324,3 +324,23 @@ def test_loading_hides_mlflow_progress_bar_only_while_it_downloads(run, capfd, m
         assert "Downloading artifacts" in capfd.readouterr().err
     finally:
         mlflow.set_tracking_uri(previous)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps", "1000000000"], "--steps=1000000000 is not valid: must be 2 to 64"),
+    (["--steps", "65"], "--steps=65 is not valid: must be 2 to 64"),
+    (["--scale", "100000"], "--scale=100000 is not valid: must be 1 to 16"),
+    (["--pairs", "100000000"], "--pairs=100000000 is not valid: must be 1 to 64"),
+    (["--pairs", "0"], "--pairs=0 is not valid: must be 1 to 64"),
+    (["--pairs", "2", "--seed", "-1"], "--seed=-1 is not valid: must be >= 0"),
+    (["--indices", *map(str, range(130))], "--indices='130 values' is not valid: give at most 64 pairs"),
+])
+def test_unbounded_arguments_are_refused_before_anything_is_opened(tmp_path, capsys, args, message):
+    """A huge --steps, --scale or row count used to hang or exhaust memory; a negative seed was a traceback.
+    Refused before the store is opened: this store does not even exist."""
+    out = tmp_path / "g.png"
+    code = interpolate.main(["0123456789abcdef", "--tracking-uri", f"sqlite:///{tmp_path}/none.db", *args,
+                             "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and "\n" not in err, err
+    assert message in err and not out.exists() and not (tmp_path / "none.db").exists()

@@ -40,10 +40,17 @@ for line in sys.stdin.buffer:
 QUIET_LOGGERS = ("absl", "tensorflow", "mlflow.store.db.utils", "alembic.runtime.migration")
 
 
+def quiet_loggers() -> None:
+    """Python loggers' INFO notes off the console: "Sharding callback duration" at every checkpoint, store
+    migrations. Also called in each job of a sweep (acai.tracking.sweep), whose worker processes (joblib)
+    never run this module's start-up and whose Hydra job logging prints INFO to stdout."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def quiet_native_logs() -> None:
     """Filter fd 2 of this process and its children (call before TensorFlow is imported)."""
-    for name in QUIET_LOGGERS:  # "Sharding callback duration" at every checkpoint, store migrations
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_loggers()
     if os.environ.get("ACAI_RAW_STDERR") or os.environ.get("ACAI_STDERR_FILTERED"):
         return
     os.environ["ACAI_STDERR_FILTERED"] = "1"  # child processes write into the same filter

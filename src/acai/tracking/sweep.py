@@ -22,8 +22,9 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from hydra.experimental.callback import Callback
@@ -33,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from acai.config import DEFAULT_TRACKING_URI, PROJECT_ROOT, TrackingConfig, section
 
+T = TypeVar("T")
 PARENT_TAG = "acai.sweep_parent"  # on a sweep's parent run: the tag of the sweep it last ran as
 KEY_TAG = "acai.sweep_key"  # on a sweep's parent run: what makes a rerun "the same sweep"
 PARENT_ID = "mlflow.parentRunId"  # MLflow's own link, which its UI shows as an expandable parent
@@ -45,6 +47,32 @@ def sweep_tag(sweep_dir: str) -> str:
     short enough to type into `src/report.py --sweep` and the UI's search box."""
     path = Path(sweep_dir).resolve()
     return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
+
+
+PING_TIMEOUT_S = 15
+
+
+def check_slurm(launcher: str) -> None:
+    """A SLURM launcher needs a controller that answers: without one, sbatch retries for tens of seconds
+    per job and submitit ends in a traceback. `scontrol ping` answers in a moment either way."""
+    import subprocess
+
+    from acai.errors import ConfigError
+
+    if "slurm" not in launcher.lower():
+        return
+    fix = "start slurmctld or point SLURM_CONF at the cluster's slurm.conf; on one machine use hydra/launcher=parallel"
+    try:
+        done = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=PING_TIMEOUT_S)
+    except FileNotFoundError:
+        raise ConfigError("hydra/launcher", "slurm", f"needs SLURM's client tools (no scontrol here); {fix}") from None
+    except subprocess.TimeoutExpired:
+        raise ConfigError("hydra/launcher", "slurm", f"no SLURM controller answered scontrol ping within "
+                          f"{PING_TIMEOUT_S} s; {fix}") from None
+    said = [ln.strip() for ln in (done.stdout + done.stderr).splitlines() if ln.strip() and "*" not in ln]
+    if done.returncode or any(" is DOWN" in ln for ln in said):
+        raise ConfigError("hydra/launcher", "slurm", f"no SLURM controller answers (scontrol ping: "
+                          f"{said[0] if said else f'exit status {done.returncode}'}); {fix}")
 
 
 def report_command(tag: str, tracking: TrackingConfig, cwd: Path | None = None) -> str:
@@ -144,24 +172,37 @@ def log_summary(client: MlflowClient, parent_id: str, built: Any, sweep_dir: str
         client.log_batch(parent_id, metrics=items[start:start + 500])
 
 
-def open_store(config: DictConfig) -> tuple[MlflowClient, str]:
-    """The sweep's store and experiment (created if new); one line and exit 2 if they cannot be had."""
+def or_exit(step: Callable[[], T]) -> T:
+    """`step()`, or one line and exit status 2 on a user error: before any job is launched, as a run's own."""
     from acai.errors import AcaiError
-    from acai.tracking.mlflow_run import open_experiment
 
     try:
-        experiment_id = open_experiment(section(config.tracking, TrackingConfig, "tracking"))
-    except AcaiError as e:  # before any job is launched: one line, as a run's own errors
+        return step()
+    except AcaiError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def open_store(config: DictConfig) -> tuple[MlflowClient, str]:
+    """The sweep's store and experiment (created if new)."""
+    from acai.tracking.mlflow_run import open_experiment
+
+    experiment_id = or_exit(lambda: open_experiment(section(config.tracking, TrackingConfig, "tracking")))
     return MlflowClient(), experiment_id
 
 
 class PrepareSweep(Callback):
     """Hydra callback (conf/config.yaml): the store, the experiment and the parent run, once, before any job;
-    the parent's summary when the sweep ends."""
+    the parent's summary when the sweep ends; and TensorFlow's INFO notes quiet in every job, in whichever
+    process the launcher runs it."""
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from acai.console import quiet_loggers
+
+        quiet_loggers()  # joblib's workers: Hydra's job logging would print absl's checkpoint notes to stdout
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        or_exit(lambda: check_slurm(str(config.hydra.launcher.get("_target_", ""))))
         tag = sweep_tag(config.hydra.sweep.dir)
         client, experiment_id = open_store(config)
         parent = open_parent(client, experiment_id, config, tag)
