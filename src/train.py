@@ -37,9 +37,37 @@ def check_launcher(argv: list[str]) -> None:
                       f"pip install -e '.[{EXTRA_LAUNCHERS[name]}]'", file=sys.stderr)
                 sys.exit(2)
 
-# What may accompany `resume=<id>`: where the store is and how talkative to be. Anything else would be
-# silently ignored (the run continues with the config it logged), so it is refused instead.
-WITH_RESUME = ("resume", "trainer.verbose", "tracking.uri", "tracking.artifact_location")
+# What may accompany `resume=<id>`: how talkative to be, and the store that holds the run (the run goes on
+# in that store, under the fingerprint it began with). Anything else would be silently ignored (the run
+# continues with the config it logged), so it is refused instead, naming each one.
+WITH_RESUME = ("resume", "trainer.verbose", "tracking.uri")
+# Refused with resume for a reason of their own: the run's artifacts stay where the run began.
+RUN_OWNS = {"tracking.artifact_location": "a run keeps the artifact folder it began with"}
+
+
+def refused_with_resume(overrides: list[str]) -> str | None:
+    """Why the overrides given with `resume=<id>` cannot be honoured, naming each one (None: all can)."""
+    ignored = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in WITH_RESUME]
+    if not ignored:
+        return None
+    reasons = "; ".join(f"{o.split('=', 1)[0].lstrip('+~')}: {RUN_OWNS[o.split('=', 1)[0].lstrip('+~')]}"
+                        for o in ignored if o.split("=", 1)[0].lstrip("+~") in RUN_OWNS)
+    return (f"continues that run with the config it logged, so {' '.join(ignored)} would be ignored: drop "
+            f"{'it' if len(ignored) == 1 else 'them'}{f' ({reasons})' if reasons else ''} (allowed with resume: "
+            f"{', '.join(WITH_RESUME[1:])})")
+
+
+class EarlySignal(KeyboardInterrupt):
+    """SIGINT or SIGTERM before the run installs its own handlers (imports, Hydra) or after it ended."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def early_signal(signum: int, frame) -> None:
+    """Until the run takes over: a signal ends the process with one line, not a traceback or a silent death."""
+    raise EarlySignal(signum)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -61,11 +89,8 @@ def main(cfg: DictConfig) -> float | None:
             raise ConfigError("tracking.objective", None, "an Optuna sweep needs the logged metric to optimise, "
                               "e.g. tracking.objective=summary/mean_distance")
         if cfg.resume:
-            ignored = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0].lstrip("+~") not in WITH_RESUME]
-            if ignored:
-                raise ConfigError("resume", cfg.resume, f"continues that run with the config it logged, so "
-                                  f"{ignored[0]} would be ignored: drop it (allowed with resume: "
-                                  f"{', '.join(WITH_RESUME[1:])})")
+            if why := refused_with_resume(list(hydra_cfg.overrides.task)):
+                raise ConfigError("resume", cfg.resume, why)
         run_id = train(cfg)
         return run_metric(run_id, cfg.tracking.objective) if cfg.tracking.objective else None
     except Interrupted as e:  # Ctrl-C / SIGTERM: one line on how to resume, exit status 128 + signal
@@ -77,5 +102,15 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    check_launcher(sys.argv[1:])
-    main()
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, early_signal)
+    try:
+        check_launcher(sys.argv[1:])
+        main()
+    except EarlySignal as e:
+        name = signal.Signals(e.signum).name
+        print(f"stopped by {name} outside a run (start-up or exit): no MLflow run was left unfinished by it; "
+              "rerun the same command", file=sys.stderr)
+        sys.exit(128 + e.signum)
