@@ -1,11 +1,41 @@
 """Train an autoencoder: `python src/train.py [group=option ...] [key=value ...]` (Hydra)."""
 
 import os
+import signal
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatter goes to fd 2 at import
+
+class EarlySignal(KeyboardInterrupt):
+    """SIGINT or SIGTERM before the run installs its own handlers (imports, Hydra) or after it ended."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def early_signal(signum: int, frame) -> None:
+    """Until the run takes over: a signal ends the process with one line, not a traceback or a silent death."""
+    raise EarlySignal(signum)
+
+
+def stopped_outside_a_run(kind, error, tb) -> None:
+    """sys.excepthook: an EarlySignal (raised anywhere, imports included) is one line and 128 + signal."""
+    if not isinstance(error, EarlySignal):
+        sys.__excepthook__(kind, error, tb)
+        return
+    print(f"stopped by {signal.Signals(error.signum).name} outside a run (start-up or exit): no MLflow run was "
+          "left unfinished by it; rerun the same command", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(128 + error.signum)
+
+
+if __name__ == "__main__":  # from the first import on, until a run takes over: one line, never a traceback
+    sys.excepthook = stopped_outside_a_run
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, early_signal)
+    # before TensorFlow is imported: its start-up chatter goes to fd 2 at import
     from acai.console import quiet_native_logs
 
     quiet_native_logs()
@@ -57,19 +87,6 @@ def refused_with_resume(overrides: list[str]) -> str | None:
             f"{', '.join(WITH_RESUME[1:])})")
 
 
-class EarlySignal(KeyboardInterrupt):
-    """SIGINT or SIGTERM before the run installs its own handlers (imports, Hydra) or after it ended."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-def early_signal(signum: int, frame) -> None:
-    """Until the run takes over: a signal ends the process with one line, not a traceback or a silent death."""
-    raise EarlySignal(signum)
-
-
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Train; return `tracking.objective` of the run when set (what an Optuna sweeper minimises)."""
@@ -102,15 +119,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    import signal
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, early_signal)
-    try:
-        check_launcher(sys.argv[1:])
-        main()
-    except EarlySignal as e:
-        name = signal.Signals(e.signum).name
-        print(f"stopped by {name} outside a run (start-up or exit): no MLflow run was left unfinished by it; "
-              "rerun the same command", file=sys.stderr)
-        sys.exit(128 + e.signum)
+    check_launcher(sys.argv[1:])
+    main()
