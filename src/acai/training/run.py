@@ -216,6 +216,18 @@ def run_final_steps(steps: list[tuple[str, Callable[[], None]]], done: set[str],
         done.add(name)
 
 
+def log_start(cfg: DictConfig, resumed, dataset: Dataset) -> None:
+    """The config (params and `config.yaml`) and the data notes, unless a resumed run holds them: one
+    stopped or failed during its start-up may lack them (its params are never logged twice: a label left
+    out of the fingerprint, such as the sweep, may differ in the rerun)."""
+    if resumed is None or not resumed.data.params:
+        log_config(cfg)
+    elif "config.yaml" not in {a.path for a in MlflowClient().list_artifacts(resumed.info.run_id)}:
+        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    if notes := dataset.notes():
+        mlflow.set_tag("acai.data_notes", "\n".join(notes))
+
+
 def train(cfg: DictConfig) -> str:
     """Train one configuration and return its MLflow run id; rerunning a killed command resumes it.
 
@@ -313,10 +325,7 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
                              trainer.total_steps * trainer.batch_size, trainer.steps_per_eval * trainer.batch_size,
                              trainer.evaluations), flush=True)
                 pause_for_tests("config", stop)
-                if resume_id is None or not run.data.params:  # new, or stopped before its config was logged
-                    log_config(cfg)
-                    if notes := dataset.notes():
-                        mlflow.set_tag("acai.data_notes", "\n".join(notes))
+                log_start(cfg, run if resume_id else None, dataset)
                 if resume_id is not None:
                     mlflow.set_tags({"acai.lock": str(lock.path)})
                     print(f"Resuming MLflow run {resume_id} after {first_epoch} of {trainer.evaluations} evaluations")
