@@ -3,8 +3,9 @@ real signals, real write faults: a stop or a failure is one line and a KILLED or
 what was left and repeats nothing, and a FINISHED run's checkpoints are pruned.
 
 The write faults are made as root can feel them (tests run as root, where chmod stops nothing): a file
-put where MLflow's model folder must be created (ENOTDIR: a read-only or broken artifact store), and an
-artifact path that is a symlink to /dev/full (a real ENOSPC from the kernel: a full disk)."""
+put where MLflow's model folder must be created (ENOTDIR: a broken or unwritable artifact store), and the
+artifact folder on a 1 MB tmpfs in the child's own mount namespace (`unshare -m`), filled by the test (a
+real ENOSPC; MLflow refuses a symlink to /dev/full as outside the artifact folder)."""
 
 from __future__ import annotations
 
@@ -112,28 +113,48 @@ def test_a_write_error_in_the_final_logging_fails_the_run_in_one_line_and_the_re
     only_once(client, run.info.run_id, "final/reconstruction_error", "samples", "time/final_seconds")
 
 
+def tiny_disk(folder: Path) -> list[str]:
+    """A command prefix that runs the child in its own mount namespace with `folder` a 1 MB tmpfs (the test
+    fills it through /proc/<pid>/root); skips where mounting is not permitted."""
+    folder.mkdir()
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {folder}"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no private tmpfs mount here: {probe.stderr.strip()[:200]}")
+    return ["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=1m tmpfs "$0" && exec "$@"', str(folder)]
+
+
+def fill(folder: Path) -> None:
+    with open(folder / "filler", "wb") as f:  # noqa: PTH123
+        with pytest.raises(OSError, match="No space left"):
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+
+
 def test_a_full_disk_at_start_up_fails_the_run_in_one_line_and_the_rerun_completes_it(tmp_path):
-    proc = start(tmp_path, RUN, pause="config")  # the run exists; its config is not logged yet
+    """The artifact folder on a real 1 MB filesystem, filled once the run exists (a real ENOSPC)."""
+    mlruns = tmp_path / "mlruns"
+    prefix = tiny_disk(mlruns)
+    env = {**ENV, "ACAI_PAUSE_BEFORE": f"config:{tmp_path / 'pause'}"}  # the run exists; no config logged yet
+    proc = subprocess.Popen([*prefix, *TRAIN, *RUN, *store(tmp_path)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     paused(tmp_path, proc)
-    _, (run,) = runs(tmp_path)
-    artifacts = tmp_path / "mlruns" / run.info.run_id / "artifacts"
-    artifacts.mkdir(parents=True)
-    (artifacts / "config.yaml").symlink_to("/dev/full")  # every write to it: ENOSPC
+    fill(Path(f"/proc/{proc.pid}/root{mlruns}"))  # the child's view of the folder: its tmpfs
     (tmp_path / "pause").unlink()
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 2, err[-2000:]
     line = one_line(err, "error:")
+    client, (run,) = runs(tmp_path)
     assert line.startswith("error: no space left on the device") and "during the start-up" in line, line
     assert f"MLflow run {run.info.run_id} marked FAILED" in line
-    client, (run,) = runs(tmp_path)
     assert run.info.status == "FAILED"
 
-    (artifacts / "config.yaml").unlink()
-    done = rerun(tmp_path, RUN)
+    done = rerun(tmp_path, RUN)  # the tmpfs went with the child: space again
     assert f"Resuming MLflow run {run.info.run_id} after 0 of 4" in done.stdout
     client, (run,) = runs(tmp_path)
     assert run.info.status == "FINISHED" and run.data.params["trainer.total_samples"] == "4096"
-    assert "total_samples: 4096" in (artifacts / "config.yaml").read_text()
+    assert "total_samples: 4096" in (mlruns / run.info.run_id / "artifacts" / "config.yaml").read_text()
     assert eval_steps(client, run.info.run_id) == STEPS
     ckpt = next(p for p in (tmp_path / "ckpt").iterdir() if p.is_dir())  # no logged model: the latest is kept
     assert sorted(p.name for p in ckpt.iterdir()) == ["checkpoint", "ckpt-4.data-00000-of-00001", "ckpt-4.index"]
