@@ -100,7 +100,7 @@ def test_a_write_error_in_the_final_logging_fails_the_run_in_one_line_and_the_re
     line = one_line(err, "error:")
     client, (run,) = runs(tmp_path)
     assert "a file or MLflow store operation failed (" in line and "during the final logging" in line, line
-    assert f"MLflow run {run.info.run_id} marked FAILED" in line and "rerun the same command" in line
+    assert f"MLflow run {run.info.run_id} marked FAILED" in line and "fix it and rerun to resume" in line
     assert run.info.status == "FAILED"
     assert all(status != LoggedModelStatus.READY for _, status in models(client, run))
 
@@ -147,7 +147,7 @@ def test_a_full_disk_at_start_up_fails_the_run_in_one_line_and_the_rerun_complet
     line = one_line(err, "error:")
     client, (run,) = runs(tmp_path)
     assert line.startswith("error: no space left on the device") and "during the start-up" in line, line
-    assert f"MLflow run {run.info.run_id} marked FAILED" in line
+    assert f"MLflow run {run.info.run_id} marked FAILED" in line and "free space and rerun to resume" in line
     assert run.info.status == "FAILED"
 
     done = rerun(tmp_path, RUN)  # the tmpfs went with the child: space again

@@ -283,8 +283,9 @@ def fault_message(e: BaseException, phase: str, run, directory: Path, unmarked: 
             if disk_full(e) else f"a file or MLflow store operation failed ({first_line(e)})")
     marked = (f"MLflow run {run_id} marked FAILED" if unmarked is None
               else f"MLflow run {run_id} could not be marked FAILED either ({unmarked})")
+    fix = "free space" if disk_full(e) else "fix it"
     return (f"{what} during the {phase}: {marked}; the last complete checkpoint and everything logged so far are "
-            "kept: fix it and rerun the same command to resume")
+            f"kept: {fix} and rerun to resume (the same command)")
 
 
 def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer, experiment_id, key, lock,
