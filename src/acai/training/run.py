@@ -366,7 +366,7 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
                 steps = final_steps(run, model, evaluator, dataset, tracking,
                                     timing | {"time/images_per_second": metrics_cb.images_per_second,
                                               "samples": trainer.total_steps * trainer.batch_size}
-                                    | {f"final/{k}": v for k, v in evaluate_cb.last.items()}, stop)
+                                    | {f"final/{k}": v for k, v in evaluate_cb.last.items()})
                 steps.append(("time", lambda: mlflow.log_metric("time/final_seconds",  # plot, models, classifier
                                                                 time.perf_counter() - final_start)))
                 run_final_steps(steps, final_done, stop)
@@ -397,8 +397,8 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
         raise cause from None
 
 
-def final_steps(run, model, evaluator, dataset, tracking, metrics: dict[str, float],
-                stop: StopOnSignal) -> list[tuple[str, Callable[[], None]]]:
+def final_steps(run, model, evaluator, dataset, tracking,
+                metrics: dict[str, float]) -> list[tuple[str, Callable[[], None]]]:
     """The final logging, as (name, step) pairs run in order by `run_final_steps` (add a step here)."""
     exported: list = []  # the serving model, built once for the two steps that log it
 
