@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,35 @@ def test_double_ctrl_c_is_one_line_and_resume_goes_on_in_the_store_given(tmp_pat
     assert again.info.status == "FINISHED" and eval_steps(MlflowClient(moved), run_id) == STEPS
     assert client.get_run(run_id).info.status == "KILLED"  # the original store is left as it was
     assert os.path.exists(tmp_path / "mlflow.db")
+
+
+def test_a_second_signal_stops_at_once_unless_the_stop_is_being_recorded_and_a_third_kills():
+    """StopOnSignal in a real process, signalling itself: the first signal is only noted, a second raises
+    at once (also in the middle of a sleep), none does while shielded, and a third gets the default action."""
+    code = """
+import os, signal, sys, time
+from acai.errors import Interrupted
+from acai.training.callbacks import StopOnSignal
+
+stop = StopOnSignal()
+with stop.installed():
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.2)
+    print("noted", stop.signum == signal.SIGINT, flush=True)
+    with stop.shield():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)
+    print("shielded", stop.count, flush=True)
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        print("not stopped", flush=True)
+    except Interrupted as e:
+        print("at once", e.signal_name, flush=True)
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)
+    print("survived a third", flush=True)
+"""
+    done = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.stdout.splitlines() == ["noted True", "shielded 2", "at once SIGTERM"], done.stderr[-2000:]
+    assert done.returncode == -signal.SIGINT
