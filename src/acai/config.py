@@ -52,6 +52,7 @@ class TrainerConfig:
     log_every: int = 50
     checkpoint_every: int = 16384
     checkpoint_dir: str = "checkpoints"
+    keep_checkpoints: bool = False  # a FINISHED run's checkpoints are pruned (training.checkpoint.prune)
     verbose: int = 1
     strategy: str = "none"  # or mirrored: one run over every visible GPU (training/distribute.py)
 

@@ -158,20 +158,42 @@ class Evaluate(SampleClock):
 
 
 class StopOnSignal(keras.callbacks.Callback):
-    """SIGINT (Ctrl-C) and SIGTERM stop training after the step in progress, before any half-done
-    evaluation or checkpoint; a second signal of the same kind stops at once (the default action)."""
+    """SIGINT (Ctrl-C) and SIGTERM stop a run at its next safe point: after the training step in progress
+    (never half-way through an evaluation or a save), or between two steps of the start-up and of the final
+    logging (`check`). A second signal stops at once: the handler raises `Interrupted` wherever the main
+    thread is, so the run is still marked KILLED with one line; a third gets the default action (the
+    process dies on the spot, as with `kill -9`). While the stop is being recorded (`shielded`), further
+    signals are only counted: marking the run KILLED takes milliseconds and must not be cut off."""
 
     def __init__(self):
         super().__init__()
         self.signum: int | None = None
+        self.count = 0
+        self.shielded = False
 
     def _handle(self, signum, frame) -> None:
-        self.signum = signum
-        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+        self.count += 1
+        if self.signum is None:
+            self.signum = signum
+            return
+        if self.shielded:
+            return
+        for s in (signal.SIGINT, signal.SIGTERM):  # a third signal: the default action
+            signal.signal(s, signal.SIG_DFL)
+        raise Interrupted(f"stopped at once by a second {signal.Signals(signum).name}", signum, self.step())
+
+    def step(self) -> int:
+        """The training step reached (-1 before the model exists)."""
+        model = getattr(self, "_model", None)
+        try:
+            return int(model.optimizer.iterations.numpy()) if model is not None else -1
+        except Exception:  # noqa: BLE001 - only ever a label in a message
+            return -1
 
     @contextmanager
     def installed(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        """The handlers for SIGINT and SIGTERM while the block runs (signals reach the main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
             yield
             return
         previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -180,6 +202,20 @@ class StopOnSignal(keras.callbacks.Callback):
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+
+    @contextmanager
+    def shield(self) -> Iterator[None]:
+        """Signals are counted, not acted on, while the block runs (recording the stop)."""
+        self.shielded = True
+        try:
+            yield
+        finally:
+            self.shielded = False
+
+    def check(self, where: str) -> None:
+        """A safe point outside training: stop here if a signal came."""
+        if self.signum is not None:
+            raise Interrupted(f"stopped by {signal.Signals(self.signum).name} {where}", self.signum, self.step())
 
     def on_train_batch_end(self, batch, logs=None):
         if self.signum is not None:
