@@ -32,6 +32,7 @@ from acai.tracking.mlflow_run import (
     is_remote,
     log_classifier,
     log_config,
+    log_critic,
     log_interpolator,
     log_keras_model,
     open_experiment,
@@ -244,6 +245,7 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
                 exported = model.export()
                 log_keras_model(exported)
                 log_interpolator(exported)
+                log_critic(model.regularizer)
                 if model.classifier is not None:
                     log_classifier(model.classifier)
             state.remove_leftovers()
