@@ -31,8 +31,14 @@ from PIL import Image
 from acai.errors import AcaiError, DatasetError, TrackingError
 from acai.evaluation.interpolation import lerp, mix_weights, slerp
 from acai.networks.inference import predict
-from acai.tracking.loading import download, get_run, has_artifact, load_autoencoder, register_custom_layers
-from acai.tracking.loading import require_finished
+from acai.tracking.loading import (
+    download,
+    get_run,
+    has_artifact,
+    load_autoencoder,
+    register_custom_layers,
+    require_finished,
+)
 from acai.tracking.mlflow_run import CRITIC_ARTIFACT
 from acai.tracking.plots import to_uint8
 from interpolate import MODES, _test_images, _test_pairs, image_to_array, read_image
