@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -24,7 +26,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from conftest import ROOT, compose_in
+from conftest import ROOT, compose_in, free_port
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -242,6 +244,41 @@ def test_the_command_refuses_bad_runs_and_ports_in_one_line(runs, capsys):
         busy.listen()
         assert explore.main([acai_id, "--tracking-uri", uri, "--port", str(busy.getsockname()[1])]) == 2
         assert "cannot listen on 127.0.0.1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_explorer_reads_runs_through_a_tracking_server(runs, tmp_path):
+    """`--tracking-uri http://...`: the same runs through `mlflow server` on their store (the artifacts, file://
+    folders, are read from the disk they are on)."""
+    uri, acai_id, plain_id = runs
+    port = free_port()
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host",
+                             "127.0.0.1", "--port", str(port), "--workers", "1"], cwd=tmp_path, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+                time.sleep(0.5)
+        served = Served(f"http://127.0.0.1:{port}", [acai_id])
+        try:
+            assert [r["critic"] for r in ok(served.url + "api/runs")["runs"]] == [True]
+            ok(served.url + "api/pair?a=3&b=17", "POST")
+            (path,) = ok(served.url + "api/path?steps=3")["runs"]
+            assert len(path["frames"]) == 3 and len(path["critic"]) == 3
+            code, answer = call(served.url + "api/runs?run_id=feedbeef", "POST")
+            assert code == 404 and "no such MLflow run" in answer["error"]
+        finally:
+            served.stop()
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(30)
+        log.close()
 
 
 # ---- the page, in a real browser ----

@@ -290,8 +290,7 @@ def create_app(explorer: Explorer) -> FastAPI:
 
     @app.post("/api/runs")
     def add_run(run_id: str = "") -> dict:
-        with explorer.lock:
-            explorer.add(load_run(explorer.client, run_id))
+        explorer.add(load_run(explorer.client, run_id))  # loaded outside the lock: frames keep coming meanwhile
         return explorer.describe()
 
     @app.get("/api/pair")
