@@ -50,6 +50,10 @@ MAX_UPLOAD_BYTES = 20 * 2**20
 SLOTS = ("a", "b")
 
 
+class BadRequest(AcaiError):
+    """A query value or an upload the API cannot take: HTTP 400 with the reason."""
+
+
 class RunNotFound(TrackingError):
     """A run id the store does not hold: HTTP 404."""
 
@@ -131,7 +135,7 @@ def latent_path(za: np.ndarray, zb: np.ndarray, mode: str, steps: int) -> np.nda
 def parse_mode(mode: str | None) -> str:
     mode = mode or "linear"
     if mode not in MODES:
-        raise DatasetError(f"mode={mode!r} is not valid: give one of {', '.join(MODES)}")
+        raise BadRequest(f"mode={mode!r} is not valid: give one of {', '.join(MODES)}")
     return mode
 
 
@@ -139,13 +143,13 @@ def parse_number(name: str, text: str | None, low: float, high: float, integer: 
     """A query value as a number in [low, high]; one message that names it and the range otherwise."""
     kind = "an integer" if integer else "a number"
     if text is None or not text.strip():
-        raise DatasetError(f"{name} is missing: give {kind} from {low:g} to {high:g}")
+        raise BadRequest(f"{name} is missing: give {kind} from {low:g} to {high:g}")
     try:
         value = int(text) if integer else float(text)
     except ValueError:
-        raise DatasetError(f"{name}={text!r} is not {kind}: give {kind} from {low:g} to {high:g}") from None
+        raise BadRequest(f"{name}={text!r} is not {kind}: give {kind} from {low:g} to {high:g}") from None
     if not math.isfinite(value) or not low <= value <= high:
-        raise DatasetError(f"{name}={text} is out of range: give {kind} from {low:g} to {high:g}")
+        raise BadRequest(f"{name}={text} is out of range: give {kind} from {low:g} to {high:g}")
     return value
 
 
@@ -168,9 +172,9 @@ class Explorer:
         """Show one more run beside the others, on the same pair: it must take the same images."""
         with self.lock:
             if any(r.run_id == run.run_id for r in self.runs):
-                raise DatasetError(f"run {run.run_id} ({run.name}) is already shown")
+                raise BadRequest(f"run {run.run_id} ({run.name}) is already shown")
             if run.shape != self.shape:
-                raise DatasetError(f"run {run.run_id} ({run.name}) takes {run.shape} images, the runs shown take "
+                raise BadRequest(f"run {run.run_id} ({run.name}) takes {run.shape} images, the runs shown take "
                                    f"{self.shape}: runs compared on one pair must share the image size")
             self.runs.append(run)
 
@@ -186,7 +190,7 @@ class Explorer:
         n = len(x)
         if a is None and b is None:
             rng_seed = int(parse_number("seed", seed or "0", 0, 2**31 - 1, integer=True))
-            i, j = _test_pairs(np.arange(n), y, None, 1, rng_seed)[0]
+            i, j = _test_pairs(np.arange(n), y, None, 1, rng_seed)[0]  # on the indices: which images it picked
         else:
             i, j = (int(parse_number(f"index {s}", v, 0, n - 1, integer=True)) for s, v in zip(SLOTS, (a, b)))
         with self.lock:
@@ -198,12 +202,12 @@ class Explorer:
     def upload(self, slot: str | None, name: str | None, data: bytes) -> dict:
         """One endpoint from an uploaded image file, read and fitted to the models as `src/interpolate.py` does."""
         if slot not in SLOTS:
-            raise DatasetError(f"slot={slot!r} is not valid: upload into slot a or b")
+            raise BadRequest(f"slot={slot!r} is not valid: upload into slot a or b")
         name = Path(name or "upload").name or "upload"
         if not data:
-            raise DatasetError(f"the upload {name!r} is empty: choose an image file")
+            raise BadRequest(f"the upload {name!r} is empty: choose an image file")
         if len(data) > MAX_UPLOAD_BYTES:
-            raise DatasetError(f"the upload {name!r} is {len(data) / 2**20:.1f} MB; "
+            raise BadRequest(f"the upload {name!r} is {len(data) / 2**20:.1f} MB; "
                                f"images up to {MAX_UPLOAD_BYTES // 2**20} MB are taken")
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / name
@@ -227,7 +231,7 @@ class Explorer:
     def _ends(self) -> np.ndarray:
         if any(end is None for end in self.ends):
             missing = " and ".join(s.upper() for s, end in zip(SLOTS, self.ends) if end is None)
-            raise DatasetError(f"no image {missing} yet: pick a test pair or upload two images")
+            raise BadRequest(f"no image {missing} yet: pick a test pair or upload two images")
         return np.stack(self.ends)
 
     def _z(self, run: Run) -> tuple[np.ndarray, np.ndarray]:
@@ -305,7 +309,7 @@ def create_app(explorer: Explorer) -> FastAPI:
     async def upload(request: Request, slot: str | None = None, name: str | None = None) -> dict:
         size = request.headers.get("content-length", "")
         if size.isdigit() and int(size) > MAX_UPLOAD_BYTES:  # refused before it is read into memory
-            raise DatasetError(f"the upload is {int(size) / 2**20:.1f} MB; images up to "
+            raise BadRequest(f"the upload is {int(size) / 2**20:.1f} MB; images up to "
                                f"{MAX_UPLOAD_BYTES // 2**20} MB are taken")
         return explorer.upload(slot, name, await request.body())
 
