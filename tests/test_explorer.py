@@ -151,6 +151,7 @@ def test_frames_and_path_decode_the_latent_path_of_the_pair(app, reference):
     pair = ok(app + "api/pair?a=3&b=17", "POST")
     assert pair["a"]["source"] == f"test image 3 (label {y[3]})" and pair["b"]["source"].startswith("test image 17")
     np.testing.assert_array_equal(pixels(pair["a"]["image"]), to_uint8(x[3]))
+    assert (pair["a"]["index"], pair["b"]["index"]) == (3, 17)
 
     for mode in ("linear", "spherical"):
         path = ok(app + f"api/path?steps=5&mode={mode}")
@@ -190,7 +191,7 @@ def test_uploaded_images_give_the_path_between_them(app, reference, tmp_path):
     files = [png(tmp_path / "bar.png", a), png(tmp_path / "wide bar.jpg", b, "JPEG")]
     for slot, f in zip("ab", files):
         answer = ok(app + f"api/upload?slot={slot}&name={urllib.request.quote(f.name)}", "POST", f.read_bytes())
-        assert answer[slot]["source"] == f"upload {f.name}"
+        assert answer[slot]["source"] == f"upload {f.name}" and answer[slot]["index"] is None
     ends = [interpolate.load_image(f, (32, 32, 1)) for f in files]
     path = ok(app + "api/path?steps=3&mode=linear")
     got = np.stack([pixels(f) for f in path["runs"][0]["frames"]])
@@ -343,6 +344,7 @@ def test_page_shows_both_runs_and_the_slider_changes_the_frame(browser, app):
 
     ok(app + "api/pair?a=3&b=17", "POST")
     open_page(browser, app)
+    assert [by_id(browser, f"index-{s}").get_attribute("value") for s in "ab"] == ["3", "17"]
     runs_text = by_id(browser, "runs").text
     assert "acai-lines-mlp" in runs_text and "none-lines-mlp" in runs_text
     assert len(browser.find_elements("css selector", "#strip-0 img")) == 11
@@ -393,7 +395,7 @@ def test_page_shows_the_message_of_a_bad_upload_and_a_bad_index(browser, app, tm
 def screenshot(out: Path, run_ids: list[str], uri: str, pair: tuple[int, int] = (3, 17), alpha: float = 0.5) -> Path:
     """The page over these runs, with test pair `pair` and the slider at `alpha`, as a PNG at `out`."""
     served = Served(uri, run_ids)
-    driver = chrome("1200,1000")
+    driver = chrome("1200,1120")
     try:
         ok(served.url + f"api/pair?a={pair[0]}&b={pair[1]}", "POST")
         open_page(driver, served.url)

@@ -162,6 +162,7 @@ class Explorer:
         self.shape = runs[0].shape
         self.ends: list[np.ndarray | None] = [None, None]
         self.sources = ["", ""]
+        self.indices: list[int | None] = [None, None]  # test-set index of each endpoint; None for an upload
         self.lock = threading.RLock()
         self._latents: dict[str, np.ndarray] = {}
         self._test: tuple[np.ndarray, np.ndarray] | None = None
@@ -196,6 +197,7 @@ class Explorer:
         with self.lock:
             self.ends = [x[i], x[j]]
             self.sources = [f"test image {k} (label {y[k]})" for k in (i, j)]
+            self.indices = [int(i), int(j)]
             self._latents.clear()
         return self.pair()
 
@@ -220,13 +222,14 @@ class Explorer:
             k = SLOTS.index(slot)
             self.ends[k] = image
             self.sources[k] = f"upload {name}"
+            self.indices[k] = None
             self._latents.clear()
         return self.pair()
 
     def pair(self) -> dict:
         with self.lock:
-            return {slot: None if end is None else {"image": data_url(end), "source": source}
-                    for slot, end, source in zip(SLOTS, self.ends, self.sources)}
+            return {slot: None if end is None else {"image": data_url(end), "source": source, "index": index}
+                    for slot, end, source, index in zip(SLOTS, self.ends, self.sources, self.indices)}
 
     def _ends(self) -> np.ndarray:
         if any(end is None for end in self.ends):

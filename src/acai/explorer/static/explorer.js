@@ -61,6 +61,7 @@ function showPair(pair) {
     const end = pair[slot];
     $(`end-${slot}`).src = end ? end.image : "";
     $(`source-${slot}`).textContent = end ? end.source : `no image ${slot.toUpperCase()}`;
+    if (end && end.index !== null) $(`index-${slot}`).value = end.index;
   }
 }
 
