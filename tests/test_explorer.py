@@ -12,7 +12,6 @@ import base64
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -284,32 +283,32 @@ def test_the_explorer_reads_runs_through_a_tracking_server(runs, tmp_path):
 
 # ---- the page, in a real browser ----
 
-def chrome(window: str = "1200,900"):
-    """Headless Chromium from Debian, driven through Debian's chromedriver."""
+def chrome(profile: Path, window: str = "1200,900"):
+    """Headless Chromium from Debian, driven through Debian's chromedriver; its profile in `profile`."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    profile = tempfile.mkdtemp(prefix="acai-chromium-")
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
                 f"--user-data-dir={profile}", f"--window-size={window}"):
         options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.profile_dir = profile
-    return driver
-
-
-def close(driver) -> None:
-    driver.quit()
-    shutil.rmtree(driver.profile_dir, ignore_errors=True)
+    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
 
 
 def wait(driver, condition, timeout: float = 60):
+    """Until `condition()` holds; an element the page replaced meanwhile (a new strip) is looked up again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(lambda d: condition())
+    return WebDriverWait(driver, timeout, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: condition())
+
+
+def sources(driver, selector: str) -> list[str]:
+    """The `src` of every image the selector matches, read at one instant (the page rebuilds its strips)."""
+    return driver.execute_script("return [...document.querySelectorAll(arguments[0])].map(i => i.src)", selector)
 
 
 def by_id(driver, name: str):
@@ -326,16 +325,16 @@ def open_page(driver, url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator:
+def browser(tmp_path_factory) -> Iterator:
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
     if missing:
         pytest.skip(f"{' and '.join(missing)} not installed (Debian: apt-get install chromium chromium-driver)")
     pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[dev]')")
-    driver = chrome()
+    driver = chrome(tmp_path_factory.mktemp("chromium-profile"))
     try:
         yield driver
     finally:
-        close(driver)
+        driver.quit()
 
 
 @pytest.mark.slow
@@ -347,14 +346,13 @@ def test_page_shows_both_runs_and_the_slider_changes_the_frame(browser, app):
     assert [by_id(browser, f"index-{s}").get_attribute("value") for s in "ab"] == ["3", "17"]
     runs_text = by_id(browser, "runs").text
     assert "acai-lines-mlp" in runs_text and "none-lines-mlp" in runs_text
-    assert len(browser.find_elements("css selector", "#strip-0 img")) == 11
-    assert len(browser.find_elements("css selector", "#strip-1 img")) == 11
+    assert len(sources(browser, "#strip-0 img")) == len(sources(browser, "#strip-1 img")) == 11
     assert by_id(browser, "critic-0").text.startswith("critic α̂ = ") and by_id(browser, "critic-1").text == ""
     before = by_id(browser, "frame-0").get_attribute("src")
     by_id(browser, "alpha").send_keys(Keys.END)  # α = 1: B's reconstruction
     wait(browser, lambda: by_id(browser, "frame-0").get_attribute("src") != before)
     assert by_id(browser, "alpha-value").text == "1.00"
-    strip_end = pixels(browser.find_elements("css selector", "#strip-0 img")[-1].get_attribute("src"))
+    strip_end = pixels(sources(browser, "#strip-0 img")[-1])
     frame = pixels(by_id(browser, "frame-0").get_attribute("src"))
     assert np.abs(frame.astype(int) - strip_end).max() <= 1  # the strip's last frame, α = 1
     assert by_id(browser, "error").get_attribute("hidden")
@@ -363,7 +361,7 @@ def test_page_shows_both_runs_and_the_slider_changes_the_frame(browser, app):
 @pytest.mark.slow
 def test_page_uploads_two_images_and_shows_their_path(browser, app, tmp_path):
     open_page(browser, app)
-    strip_before = [img.get_attribute("src") for img in browser.find_elements("css selector", "#strip-0 img")]
+    strip_before = sources(browser, "#strip-0 img")
     a = np.zeros((32, 32), np.uint8)
     a[6:26, 6:26] = 255
     b = np.zeros((32, 32), np.uint8)
@@ -372,8 +370,14 @@ def test_page_uploads_two_images_and_shows_their_path(browser, app, tmp_path):
     wait(browser, lambda: by_id(browser, "source-a").text == "upload square.png")
     by_id(browser, "upload-b").send_keys(str(png(tmp_path / "line.png", b)))
     wait(browser, lambda: by_id(browser, "source-b").text == "upload line.png")
-    wait(browser, lambda: [i.get_attribute("src") for i in browser.find_elements("css selector", "#strip-0 img")]
-         not in ([], strip_before))
+    expected = [pixels(f) for f in ok(app + "api/path?steps=11&mode=linear")["runs"][0]["frames"]]  # square -> line
+
+    def strip_shows_the_uploads() -> bool:
+        shown = sources(browser, "#strip-0 img")
+        return shown != strip_before and len(shown) == 11 and all(
+            np.abs(pixels(src).astype(int) - frame).max() <= 1 for src, frame in zip(shown, expected))
+
+    wait(browser, strip_shows_the_uploads)
     assert by_id(browser, "error").get_attribute("hidden")
 
 
@@ -395,7 +399,8 @@ def test_page_shows_the_message_of_a_bad_upload_and_a_bad_index(browser, app, tm
 def screenshot(out: Path, run_ids: list[str], uri: str, pair: tuple[int, int] = (3, 17), alpha: float = 0.5) -> Path:
     """The page over these runs, with test pair `pair` and the slider at `alpha`, as a PNG at `out`."""
     served = Served(uri, run_ids)
-    driver = chrome("1200,1120")
+    profile = tempfile.TemporaryDirectory(prefix="acai-chromium-")
+    driver = chrome(Path(profile.name), "1200,1120")
     try:
         ok(served.url + f"api/pair?a={pair[0]}&b={pair[1]}", "POST")
         open_page(driver, served.url)
@@ -405,7 +410,8 @@ def screenshot(out: Path, run_ids: list[str], uri: str, pair: tuple[int, int] = 
         time.sleep(1)
         driver.save_screenshot(str(out))
     finally:
-        close(driver)
+        driver.quit()
+        profile.cleanup()
         served.stop()
     return out
 
