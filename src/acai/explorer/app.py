@@ -176,14 +176,15 @@ class Explorer:
                 raise BadRequest(f"run {run.run_id} ({run.name}) is already shown")
             if run.shape != self.shape:
                 raise BadRequest(f"run {run.run_id} ({run.name}) takes {run.shape} images, the runs shown take "
-                                   f"{self.shape}: runs compared on one pair must share the image size")
+                                 f"{self.shape}: runs compared on one pair must share the image size")
             self.runs.append(run)
 
     def test_set(self) -> tuple[np.ndarray, np.ndarray]:
         """The first run's test set, as its logged config builds it (read once)."""
-        if self._test is None:
-            self._test = _test_images(self.client, self.runs[0].run_id, self.shape)
-        return self._test
+        with self.lock:
+            if self._test is None:
+                self._test = _test_images(self.client, self.runs[0].run_id, self.shape)
+            return self._test
 
     def pick(self, a: str | None = None, b: str | None = None, seed: str | None = None) -> dict:
         """Endpoints from the test set: indices a and b, or a seeded pair whose labels differ (none given: seed 0)."""
@@ -210,7 +211,7 @@ class Explorer:
             raise BadRequest(f"the upload {name!r} is empty: choose an image file")
         if len(data) > MAX_UPLOAD_BYTES:
             raise BadRequest(f"the upload {name!r} is {len(data) / 2**20:.1f} MB; "
-                               f"images up to {MAX_UPLOAD_BYTES // 2**20} MB are taken")
+                             f"images up to {MAX_UPLOAD_BYTES // 2**20} MB are taken")
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / name
             path.write_bytes(data)
