@@ -314,7 +314,7 @@ def create_app(explorer: Explorer) -> FastAPI:
         size = request.headers.get("content-length", "")
         if size.isdigit() and int(size) > MAX_UPLOAD_BYTES:  # refused before it is read into memory
             raise BadRequest(f"the upload is {int(size) / 2**20:.1f} MB; images up to "
-                               f"{MAX_UPLOAD_BYTES // 2**20} MB are taken")
+                             f"{MAX_UPLOAD_BYTES // 2**20} MB are taken")
         return explorer.upload(slot, name, await request.body())
 
     @app.get("/api/frame")
