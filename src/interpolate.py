@@ -33,13 +33,20 @@ if __name__ == "__main__":  # before TensorFlow is imported: its start-up chatte
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
-from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from acai.config import DEFAULT_TRACKING_URI  # noqa: E402
+from acai.data.decode import ImageReadError, to_pixels  # noqa: E402
+from acai.data.decode import read_image as decode_image  # noqa: E402
 from acai.errors import AcaiError, ConfigError, DatasetError, TrackingError  # noqa: E402
 
 MODES = ("linear", "spherical")
 DEFAULT_PAIRS = 8
+# Upper bounds on what is drawn: beyond them a figure takes minutes and gigabytes (a huge --steps or --scale
+# hung or ran out of memory). --steps and the rows match the served interpolator's 2..64.
+MAX_STEPS = 64
+MAX_ROWS = 64
+MAX_SCALE = 16
 ACCEPTED = "give an image file Pillow can read (PNG, JPEG, BMP, GIF, TIFF, WebP, ...)"
 RUNS_URI = re.compile(r"^runs:/([^/]+)(/|$)")
 
@@ -49,71 +56,29 @@ def _one_line(text: object) -> str:
 
 
 def read_image(path: str | Path) -> Image.Image:
-    """Open and fully decode an image file: upright (EXIF orientation applied), in mode L, RGB or RGBA.
+    """Open and fully decode an image file by the project's one rule (`acai.data.decode`: upright by EXIF,
+    16-bit scaled, alpha kept for the background), so a file gives the pixels a folder dataset gets.
 
-    DatasetError, naming the file and what is accepted, if Pillow cannot read or convert it.
+    DatasetError, naming the file and what is accepted, if it cannot be read.
     """
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise DatasetError(f"image file {str(p)!r} does not exist; {ACCEPTED}")
-    if not p.is_file():
-        raise DatasetError(f"image file {str(p)!r} is not a file; {ACCEPTED}")
     try:
-        with Image.open(p) as img:
-            img.load()
-            try:
-                img = ImageOps.exif_transpose(img)
-            except Exception:  # noqa: BLE001 - malformed EXIF: keep the pixels as stored
-                pass
-            return _normalise_mode(img)
-    except UnidentifiedImageError:
-        reason = "not an image format Pillow recognises"
-    except Image.DecompressionBombError as e:
-        reason = f"too large to decode safely ({_one_line(e)})"
-    except Exception as e:  # noqa: BLE001 - corrupt data or odd modes: OSError, SyntaxError, ValueError...
-        reason = f"{type(e).__name__}: {_one_line(e)}"
-    raise DatasetError(f"image file {str(p)!r} cannot be read ({reason}); {ACCEPTED}")
-
-
-def _to_8bit(img: Image.Image) -> Image.Image:
-    """16-bit and float images -> 8-bit grayscale ('L'); Pillow's own conversion would clip them to white."""
-    if img.mode.startswith("I;16"):
-        pixels = np.asarray(img, np.float64) / 257.0
-    else:  # 'I' (32-bit int) or 'F' (float)
-        pixels = np.nan_to_num(np.asarray(img, np.float64))
-        top = pixels.max(initial=0.0)
-        if top > 255.0:
-            pixels = pixels * (255.0 / (65535.0 if top <= 65535.0 else top))
-        elif 0.0 < top <= 1.0 and img.mode == "F":
-            pixels = pixels * 255.0
-    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "L")
-
-
-def _normalise_mode(img: Image.Image) -> Image.Image:
-    """Any Pillow mode -> L, RGB or RGBA (alpha kept, so transparent pixels can become the background)."""
-    if img.mode.startswith("I") or img.mode == "F":
-        return _to_8bit(img)
-    if img.mode in ("L", "RGB", "RGBA"):
-        return img
-    if img.mode in ("LA", "PA", "La", "RGBa") or "transparency" in img.info:
-        return img.convert("RGBA")
-    return img.convert("RGB")  # 1, P, CMYK, YCbCr, LAB, HSV, RGBX
+        return decode_image(path)
+    except ImageReadError as e:
+        raise DatasetError(f"{e}; {ACCEPTED}") from None
 
 
 def image_to_array(img: Image.Image, shape: tuple[int, int, int]) -> np.ndarray:
-    """A Pillow image -> float32 [H, W, C] in [-1, 1] for a model whose input is `shape` (C = 1 or 3)."""
+    """A Pillow image -> float32 [H, W, C] in [-1, 1] for a model whose input is `shape` (C = 1 or 3):
+    transparency over the datasets' black background, then resized (Lanczos) to H x W."""
     from acai.data.base import to_unit_range
 
     h, w, c = shape
     if c not in (1, 3):
         raise DatasetError(f"the model takes {c}-channel images; image files work for 1 (grayscale) or 3 (RGB)")
-    img = _normalise_mode(img)
-    if img.mode == "RGBA":  # transparent pixels become the datasets' background, black (-1)
-        img = Image.alpha_composite(Image.new("RGBA", img.size, (0, 0, 0, 255)), img)
-    img = img.convert("L" if c == 1 else "RGB")
-    if img.size != (w, h):
-        img = img.resize((w, h), Image.Resampling.LANCZOS)
-    pixels = np.asarray(img, np.uint8).reshape(h, w, c)
+    pixels = to_pixels(img, c)
+    if pixels.shape[:2] != (h, w):
+        resized = Image.fromarray(pixels[..., 0] if c == 1 else pixels).resize((w, h), Image.Resampling.LANCZOS)
+        pixels = np.asarray(resized, np.uint8).reshape(h, w, c)
     return to_unit_range(pixels)
 
 
@@ -125,6 +90,8 @@ def load_image(path: str | Path, shape: tuple[int, int, int]) -> np.ndarray:
 def _pairs(values: list, option: str, example: str) -> list[tuple]:
     if not values or len(values) % 2:
         raise ConfigError(option, values, f"give pairs, an even number of values (e.g. {option} {example})")
+    if len(values) > 2 * MAX_ROWS:
+        raise ConfigError(option, f"{len(values)} values", f"give at most {MAX_ROWS} pairs (rows of the figure)")
     return list(zip(values[::2], values[1::2]))
 
 
@@ -202,14 +169,16 @@ def interpolate(target: str | list[str], out: str | Path | None = None, *, indic
                           "give one of --indices A B, --images FILE_A FILE_B or --pairs N")
     if not given:
         pairs = DEFAULT_PAIRS
-    if scale < 1:
-        raise ConfigError("--scale", scale, "must be >= 1 (how many times the figure is enlarged)")
-    if steps < 2:
-        raise ConfigError("--steps", steps, "must be >= 2 (the two endpoints)")
+    if not 1 <= scale <= MAX_SCALE:
+        raise ConfigError("--scale", scale, f"must be 1 to {MAX_SCALE} (how many times the figure is enlarged)")
+    if not 2 <= steps <= MAX_STEPS:
+        raise ConfigError("--steps", steps, f"must be 2 to {MAX_STEPS} (points per row, the two endpoints included)")
     if mode not in MODES:
         raise ConfigError("--mode", mode, f"must be one of {list(MODES)}")
-    if pairs is not None and pairs < 1:
-        raise ConfigError("--pairs", pairs, "must be >= 1")
+    if pairs is not None and not 1 <= pairs <= MAX_ROWS:
+        raise ConfigError("--pairs", pairs, f"must be 1 to {MAX_ROWS} (rows of the figure)")
+    if seed < 0:
+        raise ConfigError("--seed", seed, "must be >= 0 (numpy's random generator takes no negative seed)")
     index_pairs = _pairs(indices, "--indices", "3 17") if indices is not None else None
     file_pairs = _pairs(images, "--images", "a.png b.jpg") if images is not None else None
     if out is not None:

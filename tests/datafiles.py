@@ -74,3 +74,75 @@ def write_celeba(folder: Path, n: int = 24) -> Path:
     for f in sorted(images.iterdir(), reverse=True):
         f.rename(images / f"{int(f.stem) + 1:06d}.jpg")
     return images
+
+
+# ---- image files of each kind the one decoder handles (acai.data.decode) ----
+
+def png_declaring(path: Path, width: int, height: int) -> Path:
+    """A ~100-byte PNG whose header declares width x height RGBA pixels (a decompression bomb's shape)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)  # 8 bits, colour type 6: RGBA
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def declare_member_size(archive: Path, member: str, size: int) -> None:
+    """Rewrite a stored zip's central directory so that `member` declares `size` uncompressed bytes."""
+    import struct
+
+    data = bytearray(archive.read_bytes())
+    at = data.find(b"PK\x01\x02")
+    while at >= 0:
+        name_len = struct.unpack_from("<H", data, at + 28)[0]
+        if data[at + 46: at + 46 + name_len].decode() == member:
+            struct.pack_into("<I", data, at + 24, size)
+            archive.write_bytes(bytes(data))
+            return
+        at = data.find(b"PK\x01\x02", at + 4)
+    raise ValueError(f"{member} is not in {archive}")
+
+
+class unreadable:
+    """chmod 000 on a file, and for root (who reads anything) the effective CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH dropped from this thread (threads it starts inherit that) while inside."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def _caps(self, set_to: int | None = None) -> int:
+        import ctypes
+
+        class Header(ctypes.Structure):
+            _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+        class Data(ctypes.Structure):
+            _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                        ("inheritable", ctypes.c_uint32)]
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        header, data = Header(0x20080522, 0), (Data * 2)()  # _LINUX_CAPABILITY_VERSION_3, this thread
+        assert libc.capget(ctypes.byref(header), data) == 0
+        if set_to is not None:
+            data[0].effective = set_to
+            assert libc.capset(ctypes.byref(header), data) == 0, ctypes.get_errno()
+        return data[0].effective
+
+    def __enter__(self) -> Path:
+        import os
+
+        self.path.chmod(0)
+        self.saved = self._caps() if os.geteuid() == 0 else None
+        if self.saved is not None:
+            self._caps(self.saved & ~0b110)  # bits 1 and 2
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved is not None:
+            self._caps(self.saved)
+        self.path.chmod(0o644)

@@ -1,4 +1,4 @@
-"""The bad-input catalogue (docs: README "Errors"): every case fails before training with one line that
+"""The bad-input catalogue (docs/errors.md): every case fails before training with one line that
 names the setting or file, the bad value and what is allowed. One row per case."""
 
 from __future__ import annotations
@@ -62,9 +62,9 @@ def colour_files(tmp_path, kind: str) -> list[str]:
         for f in folder.rglob("*.jpg"):
             f.write_bytes(f.read_bytes()[:40])
         return ["dataset=folder", f"dataset.path={folder}", "dataset.test_size=2"]
-    if kind == "small images":
+    if kind == "cropped to nothing":
         return ["dataset=folder", f"dataset.path={write_images(tmp_path / 'images', 6, size=(24, 24))}",
-                "dataset.test_size=2"]
+                "dataset.test_size=2", "dataset.crop=[30,30,0,0]"]
     if kind == "classes differ":
         return ["dataset=folder", f"dataset.path={write_images(tmp_path / 'images', 6, ['a', 'b'])}",
                 "dataset.test_size=2", "dataset.num_classes=10"]
@@ -138,12 +138,21 @@ TRAIN_ROWS = [
      r"dataset.path='/no/such/cifar' does not exist; give the cifar-10-batches-bin/ folder"),
     ("empty image folder", lambda t: colour_files(t, "empty folder"), r"dataset.path=.* holds no image"),
     ("no readable image in a folder", lambda t: colour_files(t, "nothing readable"), r"no readable image left"),
-    ("images smaller than dataset.size", lambda t: colour_files(t, "small images"),
-     r"\d+.jpg is 24x24 pixels, smaller than dataset.size=32"),
+    ("images cropped to nothing", lambda t: colour_files(t, "cropped to nothing"),
+     r"no readable image left .*24x24 pixels: nothing is left after dataset.crop"),
     ("folder without a path", ["dataset=folder"], r"dataset.path=None .*set dataset.path"),
     ("folder classes differ from num_classes", lambda t: colour_files(t, "classes differ"),
      r"dataset.num_classes=10 .*has 2 class sub-folder\(s\) \['a', 'b'\]"),
     ("folder channel count", ["dataset=folder", "dataset.channels=4"], r"dataset.channels=4 .*1 \(grayscale\) or 3"),
+    ("run name longer than MLflow stores", ["tracking.run_name=" + "r" * 251],
+     r"tracking.run_name='r{40}\.\.\.' is not valid: is 251 characters; MLflow stores at most 250"),
+    ("experiment name longer than MLflow stores", ["tracking.experiment=" + "e" * 501],
+     r"tracking.experiment='e{40}\.\.\.' is not valid: is 501 characters; MLflow stores at most 500"),
+    ("store path is a folder", lambda t: [f"tracking.uri=sqlite:///{t}"],
+     r"tracking.uri=.*: .* is a folder; give the path of the database file in it"),
+    ("store file is not a database",
+     lambda t: [f"tracking.uri=sqlite:///{(t / 'x.db').write_text('x') and t / 'x.db'}"],
+     r"tracking.uri=.*x.db is not an SQLite database"),
     ("checkpoint folder is a file", lambda t: [f"trainer.checkpoint_dir={(t / 'f').write_text('x') and t / 'f'}"],
      r"trainer.checkpoint_dir=.*must be a folder"),
 ]
@@ -163,7 +172,8 @@ def test_train_rows(compose_cfg, tmp_path, name, overrides, pattern):
         train(cfg)
     assert "\n" not in str(info.value)
     uri = cfg.tracking.uri
-    if "not writable" not in pattern and not uri.startswith("http"):  # nothing trained: no run was started
+    store_broken = any(s in pattern for s in ("not writable", "is a folder", "not an SQLite"))
+    if not store_broken and not uri.startswith("http"):  # nothing trained: no run was started
         client = MlflowClient(uri)
         exp = client.get_experiment_by_name("smoke")
         assert exp is None or not client.search_runs([exp.experiment_id])
@@ -264,3 +274,60 @@ def test_a_postgresql_store_without_its_driver_names_the_server_extra(compose_cf
     cfg = compose_cfg("experiment=smoke", "tracking.uri=postgresql://mlflow@127.0.0.1:1/mlflow")
     with pytest.raises(AcaiError, match=r"tracking.uri='postgresql://.*driver psycopg.*pip install -e '.\[server\]'"):
         train(cfg)
+
+
+def test_infinite_evaluations_in_a_report_are_undefined_not_numbers(tmp_path):
+    """MLflow's SQL store keeps an infinite metric as +-1.797e308: it came back as a number and made the
+    mean 1e308. It is read back as infinity and skipped like NaN, and the table's notes say so."""
+    import math
+
+    from test_report import EVALS, MEASURE, history, log_training_run
+
+    import report
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("acai", artifact_location=(tmp_path / "mlruns").as_uri())
+    partly = history(1, 0.5)
+    partly[-3:] = [math.inf, -math.inf, math.inf]
+    log_training_run(client, exp, "aae", "lines", "conv", 64, 0, {"smoothness": partly})
+    log_training_run(client, exp, "aae", "lines", "conv", 64, 1, {"smoothness": [math.inf] * EVALS})
+    rep = report.build_report(uri, "acai", out=tmp_path / "out", log=False)
+    (aae,) = rep.tables["smoothness"].itertuples()
+    assert (aae.mean, aae.n, aae.undefined) == (pytest.approx(np.median(partly[5:22])), 1, 1)
+    md = report.table_markdown(MEASURE["smoothness"], rep.tables["smoothness"])
+    assert "or infinite (±inf, taken as undefined)" in md and "AAE lines/conv/64 (1)" in md
+
+
+@pytest.mark.parametrize("kind", ["folder", "not a database"])
+def test_the_tools_refuse_a_store_path_that_is_not_a_database_at_once(tmp_path, capsys, kind):
+    """MLflow retried such a store for 100 s before its own error."""
+    import time
+
+    path = tmp_path
+    if kind != "folder":
+        path = tmp_path / "notes.db"
+        path.write_text("some notes")
+    start = time.perf_counter()
+    assert evaluate.main(["ffffffffffffffff", "--tracking-uri", f"sqlite:///{path}"]) == 2
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: --tracking-uri='sqlite:///{path}': {path} is ")
+    assert time.perf_counter() - start < 10
+
+
+@pytest.mark.parametrize("override, line", [
+    ("model.latnt_dim=16", "model.latnt_dim=16 is not valid: model has no key 'latnt_dim'; did you mean "
+                           "model.latent_dim?"),
+    ("trainer.batchsize=32", "trainer.batchsize=32 is not valid: trainer has no key 'batchsize'; did you mean "
+                             "trainer.batch_size?"),
+    ("sed=1", "sed=1 is not valid: the config has no key 'sed'; did you mean seed?"),
+])
+def test_a_plain_misspelt_key_is_one_line_with_the_nearest_key(tmp_path, override, line):
+    """Without `+`, Hydra's own 'Could not override ... not in struct' block (exit 1) came instead."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, str(ROOT / "src" / "train.py"), "model=mlp", override,
+                           f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [f"error: {line}"], done.stderr[-2000:]
+    assert not (tmp_path / "mlflow.db").exists()

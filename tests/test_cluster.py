@@ -36,6 +36,8 @@ def sweep(tmp_path, launcher: list[str], env: dict[str, str]) -> tuple[list, flo
 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
+    # SLURM installed but not the `cluster` extra: the sweep would only fail on the missing launcher
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the cluster extra is not installed")
     if reason := slurm_available():
         pytest.skip(f"no SLURM here: {reason}")
     with slurm_cluster(tmp_path_factory.mktemp("slurm")) as env:
@@ -68,3 +70,40 @@ def test_a_submitit_launcher_without_its_extra_is_one_line_naming_it(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == ["error: hydra/launcher=slurm needs hydra-submitit-launcher, which is "
                                                "not installed: pip install -e '.[cluster]'"]
+
+
+def test_a_slurm_sweep_without_a_controller_is_one_line_in_seconds(tmp_path):
+    """sbatch used to retry for 20 s per job and end in submitit's traceback; a hung controller would hang."""
+    import shutil
+
+    from slurm_cluster import _slurm_conf
+
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the cluster extra is not installed")
+    if shutil.which("scontrol") is None:
+        pytest.skip("SLURM's client tools are not installed")
+    conf = tmp_path / "slurm.conf"  # a cluster whose controller is not running
+    conf.write_text(_slurm_conf(tmp_path, "node0", tmp_path / "munge.socket"))
+    start = time.perf_counter()
+    done = subprocess.run([*TRAIN, "-m", "hydra/launcher=slurm", *SMALL_JOBS, *TINY, *store(tmp_path),
+                           f"hydra.sweep.dir={tmp_path}/multirun"], cwd=tmp_path, capture_output=True, text=True,
+                          env=dict(os.environ, SLURM_CONF=str(conf)), timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1:] == [ln for ln in done.stderr.splitlines() if "error" in ln.lower()]
+    assert done.stderr.strip().splitlines()[-1].startswith("error: hydra/launcher='slurm' is not valid: no SLURM "
+                                                            "controller answers (scontrol ping: ")
+    assert "Traceback" not in done.stderr and time.perf_counter() - start < 120
+    assert not (tmp_path / "mlflow.db").exists()  # nothing was prepared, nothing was submitted
+
+
+def test_a_parallel_sweep_keeps_tensorflows_checkpoint_notes_off_the_console(tmp_path):
+    """joblib runs the jobs in worker processes where train.py's start-up never ran: Hydra's job logging
+    printed absl's "Sharding callback duration" at every checkpoint there."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="the joblib launcher is not installed")
+    done = subprocess.run([*TRAIN, "-m", "hydra/launcher=parallel", "regularizer=none,acai", *TINY, *store(tmp_path),
+                           f"hydra.sweep.dir={tmp_path}/multirun"], cwd=tmp_path, capture_output=True, text=True,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
+    assert {r.info.status for r in runs} == {"FINISHED"} and len(runs) == 2  # they did checkpoint
+    assert "Sharding callback" not in done.stdout + done.stderr

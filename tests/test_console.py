@@ -120,3 +120,22 @@ def test_progress_line_fits_100_columns_and_each_evaluation_gets_one_line():
     logged.on_train_batch_end(0, {"loss": 1.0})
     logged.on_epoch_end(0)
     assert "\r" not in quiet.getvalue() and quiet.getvalue().count("\n") == 1
+
+
+def test_an_evaluation_on_the_initial_plateau_says_so_after_its_reconstruction_error():
+    """The README's default run: recon 0.0775 at 65,536 samples is still the plateau, 0.0585 is not."""
+    from acai.console import metrics_line, summary
+
+    screen = io.StringIO()
+    evaluation = LastEvaluation()
+    progress = Progress(2, 64, 256, 8, evaluation, stream=screen)
+    for epoch, recon, flag in ((3, 0.0775, 1.0), (4, 0.0585, 0.0)):
+        evaluation.last = {"mean_distance_x1e3": 29.5, "reconstruction_error": recon, "on_plateau": flag,
+                           "latent_accuracy": 27.5}
+        progress.on_epoch_begin(epoch)
+        progress.on_epoch_end(epoch)
+    assert screen.getvalue().splitlines() == [
+        "eval 4/8  65,536 samples  MD=29.5e-3 recon=0.0775 plateau clf=27.5%  31.2 s",
+        "eval 5/8  81,920 samples  MD=29.5e-3 recon=0.0585 clf=27.5%  31.2 s"]
+    assert metrics_line({"on_plateau": 0.0}) == "" and metrics_line({"on_plateau": 1.0}) == "plateau"
+    assert summary("x", 1, 1, 1, {"reconstruction_error": 0.08, "on_plateau": 1.0}).endswith("recon=0.0800 plateau")

@@ -148,7 +148,7 @@ def test_unreadable_images_are_skipped_by_name_and_an_empty_folder_fails(tmp_pat
         ImageFolder(path=str(folder), test_size=2).test_set()
 
 
-def test_channels_are_converted_and_said_and_small_images_are_refused(tmp_path):
+def test_channels_are_converted_and_said_and_small_images_are_enlarged(tmp_path):
     gray = write_images(tmp_path / "gray", 8, mode="L", suffix=".png")
     ds = ImageFolder(path=str(gray), test_size=2)
     x, _ = ds.test_set()
@@ -159,8 +159,9 @@ def test_channels_are_converted_and_said_and_small_images_are_refused(tmp_path):
     assert ds.test_set()[0].shape == (2, 32, 32, 1)
     assert "8 of 8 images were colour, converted to grayscale (dataset.channels=1)" in ds.notes()
     small = write_images(tmp_path / "small", 4, size=(20, 40))
-    with pytest.raises(DatasetError, match=r"\d+.jpg is 20x40 pixels, smaller than dataset.size=32"):
-        ImageFolder(path=str(small), test_size=2).test_set()
+    ds = ImageFolder(path=str(small), test_size=2)
+    assert ds.test_set()[0].shape == (2, 32, 32, 3)
+    assert "4 of 4 images were smaller than dataset.size=32 and were enlarged" in " ".join(ds.notes())
     with pytest.raises(ConfigError, match=r"dataset.channels=2"):
         ImageFolder(path=str(small), channels=2)
 

@@ -8,6 +8,7 @@ import mlflow
 import numpy as np
 import pytest
 from conftest import ROOT
+from datafiles import png_declaring
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -280,8 +281,15 @@ def test_load_image_refuses_what_pillow_cannot_read(tmp_path):
     text.write_text("not an image")
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)  # refused at once, not waited on
+    dangling = tmp_path / "dangling.png"
+    dangling.symlink_to(tmp_path / "gone.png")
+    bomb = png_declaring(tmp_path / "bomb.png", 9000, 9000)
     for path, reason in [(truncated, "truncated"), (text, "not an image format"), (empty, "not an image format"),
-                         (tmp_path / "missing.png", "does not exist"), (tmp_path, "is not a file")]:
+                         (tmp_path / "missing.png", "does not exist"), (tmp_path, "not a regular file but a folder"),
+                         (fifo, "not a regular file but a FIFO"), (dangling, "a dangling symbolic link"),
+                         (bomb, "9000x9000 = 81,000,000 pixels, over the limit 67,108,864; not decoded")]:
         with pytest.raises(DatasetError) as info:
             interpolate.load_image(path, SHAPE)
         message = str(info.value)
@@ -316,3 +324,23 @@ def test_loading_hides_mlflow_progress_bar_only_while_it_downloads(run, capfd, m
         assert "Downloading artifacts" in capfd.readouterr().err
     finally:
         mlflow.set_tracking_uri(previous)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps", "1000000000"], "--steps=1000000000 is not valid: must be 2 to 64"),
+    (["--steps", "65"], "--steps=65 is not valid: must be 2 to 64"),
+    (["--scale", "100000"], "--scale=100000 is not valid: must be 1 to 16"),
+    (["--pairs", "100000000"], "--pairs=100000000 is not valid: must be 1 to 64"),
+    (["--pairs", "0"], "--pairs=0 is not valid: must be 1 to 64"),
+    (["--pairs", "2", "--seed", "-1"], "--seed=-1 is not valid: must be >= 0"),
+    (["--indices", *map(str, range(130))], "--indices='130 values' is not valid: give at most 64 pairs"),
+])
+def test_unbounded_arguments_are_refused_before_anything_is_opened(tmp_path, capsys, args, message):
+    """A huge --steps, --scale or row count used to hang or exhaust memory; a negative seed was a traceback.
+    Refused before the store is opened: this store does not even exist."""
+    out = tmp_path / "g.png"
+    code = interpolate.main(["0123456789abcdef", "--tracking-uri", f"sqlite:///{tmp_path}/none.db", *args,
+                             "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and "\n" not in err, err
+    assert message in err and not out.exists() and not (tmp_path / "none.db").exists()

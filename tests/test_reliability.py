@@ -153,6 +153,8 @@ def test_a_signal_stops_after_a_step_marks_the_run_killed_and_the_command_resume
     client, (run,) = runs(tmp_path)
     assert run.info.status == "FINISHED"
     assert eval_steps(client, run.info.run_id) == [1024, 2048, 3072, 4096]
+    folder = next(p for p in (tmp_path / "ckpt").iterdir() if p.is_dir())  # pruned: no logged model, the latest kept
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint", "ckpt-4.data-00000-of-00001", "ckpt-4.index"]
 
 
 def test_images_of_an_evaluation_cut_off_by_a_kill_are_redone_on_resume(tmp_path):
@@ -177,14 +179,19 @@ def test_images_of_an_evaluation_cut_off_by_a_kill_are_redone_on_resume(tmp_path
 
 def test_time_totals_survive_a_resume_and_half_written_checkpoints_are_cleared(compose_cfg, tmp_path):
     """Resumed after its last evaluation (killed while logging the end), a run must report the time the
-    first process trained, not 0; and `ckpt-N_temp/` folders of interrupted saves are removed."""
-    cfg = compose_cfg(*RUN)
+    first process trained, not 0; and `ckpt-N_temp/` folders of interrupted saves are removed.
+    `trainer.keep_checkpoints=true` keeps a finished run's checkpoints (both kept, not only the latest)."""
+    cfg = compose_cfg(*RUN, "trainer.keep_checkpoints=true")
     run_id = train(cfg)
     client = MlflowClient(cfg.tracking.uri)
     first = client.get_run(run_id).data.metrics
     assert first["time/train_seconds"] > 0 and first["time/images_per_second"] > 0
+    folder = Path(cfg.trainer.checkpoint_dir) / config_key(cfg)
+    assert (folder / "ckpt-3.index").exists() and (folder / "ckpt-4.index").exists()
     client.set_terminated(run_id, "KILLED")  # as if killed after the last checkpoint, before the end was logged
-    leftover = Path(cfg.trainer.checkpoint_dir) / config_key(cfg) / "ckpt-5_temp"
+    for step in ("metrics", "time"):
+        client.delete_tag(run_id, f"acai.final.{step}")
+    leftover = folder / "ckpt-5_temp"
     leftover.mkdir(parents=True)
     (leftover / "part-00000").write_bytes(b"\0" * 4096)
     assert train(cfg) == run_id

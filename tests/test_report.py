@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import report  # noqa: E402
 
 EVALS = 25  # more than 20, so that "the last 20" differs from "all of them"
+WINDOW = 2  # round(25 * 20 / 256): the runs' own summary/* window, the report's default
 EVERY = 32  # samples between evaluations: the metric step
 LINES_METRICS = ("mean_distance", "mean_distance_x1e3", "smoothness")
 IMAGE_METRICS = ("latent_accuracy", "reconstruction_error")
@@ -34,7 +35,9 @@ def history(seed: int, base: float) -> list[float]:
 def log_training_run(client: MlflowClient, exp: str, reg: str, dataset: str, model: str, latent: int, seed: int,
                      metrics: dict[str, list[float]], once: dict[str, float] | None = None, sweep: str | None = None,
                      finish: bool = True) -> str:
-    """Params, tags and metric histories as `acai.training.run.train` logs them (eval/, median20/, final/)."""
+    """Params, tags and metric histories as `acai.training.run.train` logs them (eval/, median20/, final/); as
+    many evaluations as the histories hold (EVALS without any)."""
+    evals = max((len(v) for v in metrics.values()), default=EVALS)
     tags = {"regularizer": reg, "dataset": dataset, "model": model, "acai.config_key": f"{reg}{dataset}{seed}"}
     if sweep:
         tags["sweep"] = sweep
@@ -46,17 +49,17 @@ def log_training_run(client: MlflowClient, exp: str, reg: str, dataset: str, mod
     client.log_batch(rid, params=[Param(k, v) for k, v in params.items()])
     logged: list[Metric] = []
     now = int(time.time() * 1000)
-    order = np.random.default_rng(seed + 7).permutation(EVALS)  # logged out of step order: report sorts by step
+    order = np.random.default_rng(seed + 7).permutation(evals)  # logged out of step order: report sorts by step
     for i, k in enumerate(order):
         step = (int(k) + 1) * EVERY
         for name, values in metrics.items():
             logged.append(Metric(f"eval/{name}", values[k], now + i, step))
             logged.append(Metric(f"median20/{name}", float(np.median(values[max(0, k - 19):k + 1])), now + i, step))
     for name, value in (once or {}).items():  # clustering: only at the last evaluation
-        logged += [Metric(f"eval/{name}", value, now + EVALS, EVALS * EVERY),
-                   Metric(f"median20/{name}", value, now + EVALS, EVALS * EVERY)]
+        logged += [Metric(f"eval/{name}", value, now + evals, evals * EVERY),
+                   Metric(f"median20/{name}", value, now + evals, evals * EVERY)]
     last = {n: v[-1] for n, v in metrics.items()} | (once or {})
-    logged += [Metric(f"final/{n}", v, now + EVALS, 0) for n, v in last.items()]
+    logged += [Metric(f"final/{n}", v, now + evals, 0) for n, v in last.items()]
     for start in range(0, len(logged), 1000):
         client.log_batch(rid, metrics=logged[start:start + 1000])
     if finish:
@@ -111,9 +114,10 @@ def store(empty_store):
     return uri, client, exp, logged
 
 
-def expected(logged, metric: str, reg: str, dataset: str, scale: float = 1.0) -> tuple[float, float, int]:
-    """The paper's aggregation by hand: per run the median of its last 20 values, then mean and np.std."""
-    medians = [np.median(v[metric][-20:]) * scale for (r, d, _), v in logged.items()
+def expected(logged, metric: str, reg: str, dataset: str, scale: float = 1.0,
+             window: int = WINDOW) -> tuple[float, float, int]:
+    """The paper's aggregation by hand: per run the median of its last `window` values, then mean and np.std."""
+    medians = [np.median(v[metric][-window:]) * scale for (r, d, _), v in logged.items()
                if r == reg and d == dataset and metric in v]
     return (float(np.mean(medians)), float(np.std(medians)), len(medians)) if medians else (np.nan, np.nan, 0)
 
@@ -153,9 +157,10 @@ def test_means_and_stds_are_the_papers_aggregation(store, tmp_path):
                 continue
             got = row(table, reg, dataset)
             assert (got["mean"], got["std"], got["n"]) == (pytest.approx(mean), pytest.approx(std), n), (key, reg)
-    # the window matters: the median of all 25 evaluations is a different number
+    # the window matters: the median of the last 20 evaluations is a different number
     values = logged[("acai", "lines", 0)]["smoothness"]
-    assert np.median(values) != pytest.approx(np.median(values[-20:]))
+    assert np.median(values[-20:]) != pytest.approx(np.median(values[-WINDOW:]))
+    assert set(rep.per_run["window"]) == {WINDOW} and set(rep.per_run["evaluations"]) == {EVALS}
     pixels = row(rep.tables["cluster_accuracy"], "pixels", "lines")
     assert (pixels["mean"], pixels["std"], pixels["n"]) == (pytest.approx(55.5), pytest.approx(0.5), 4)
 
@@ -197,14 +202,14 @@ def test_undefined_evaluations_are_skipped_and_shown(empty_store, tmp_path):
     """Smoothness is NaN when no interpolation is defined: such evaluations are not a number to average."""
     uri, client, exp = empty_store
     partly = history(1, 0.5)
-    partly[-3:] = [math.nan] * 3
+    partly[-1:] = [math.nan]
     log_training_run(client, exp, "aae", "lines", "conv", 64, 0, {"smoothness": partly})
     log_training_run(client, exp, "aae", "lines", "conv", 64, 1, {"smoothness": [math.nan] * EVALS})
     log_training_run(client, exp, "vae", "lines", "conv", 64, 0, {"smoothness": [math.nan] * EVALS})
     rep = report.build_report(uri, "acai", out=tmp_path / "out", log=False)
     table = rep.tables["smoothness"]
     aae, vae = row(table, "aae", "lines"), row(table, "vae", "lines")
-    assert (aae["mean"], aae["std"], aae["n"], aae["undefined"]) == (pytest.approx(np.median(partly[5:22])), 0, 1, 1)
+    assert (aae["mean"], aae["std"], aae["n"], aae["undefined"]) == (pytest.approx(partly[-2]), 0, 1, 1)
     assert (vae["n"], vae["undefined"]) == (0, 1) and np.isnan(vae["mean"])
     md = report.table_markdown(MEASURE["smoothness"], table)
     assert f"| lines | conv | 64 | NaN | {aae['mean']:.2f}±0.00 | 1 |" in md  # the paper's order: VAE, AAE
@@ -348,3 +353,79 @@ def test_tables_2_and_3_have_a_row_per_dataset_and_latent_size_in_the_papers_ord
     assert svhn32.set_index("regularizer")["mean"].to_dict() == {"none": 54.0, "acai": 55.0}
     assert "celeba" not in set(rep.tables["latent_accuracy"]["dataset"])
     assert "celeba" in set(rep.tables["reconstruction_error"]["dataset"])
+
+
+def plateau_then_learned(evaluations: int, seed: int) -> list[float]:
+    """A Mean Distance (x1e-3) history: on the plateau (30) for the first half, then learned (about 8)."""
+    rng = np.random.default_rng(seed)
+    half = evaluations // 2
+    return [30.0 + rng.normal(0, 0.1) for _ in range(half)] + [8.0 + rng.normal(0, 0.1)
+                                                               for _ in range(evaluations - half)]
+
+
+def test_default_window_is_each_runs_own_summary_window_and_is_said(empty_store, tmp_path, capsys):
+    """An 8-evaluation run counts with its last evaluation (not a "median of 20" that is mostly plateau), a
+    64-evaluation run with its last 5, as their summary/*; `--last 20` still forces 20."""
+    uri, client, exp = empty_store
+    short, long = plateau_then_learned(8, 0), plateau_then_learned(64, 1)
+    log_training_run(client, exp, "acai", "lines", "conv", 64, 0, {"mean_distance_x1e3": short,
+                                                                   "mean_distance": [v / 1e3 for v in short]})
+    log_training_run(client, exp, "acai", "lines", "conv", 64, 1, {"mean_distance_x1e3": long,
+                                                                   "mean_distance": [v / 1e3 for v in long]})
+    rep = report.build_report(uri, "acai", out=tmp_path / "out", log=False)
+    assert rep.per_run[["seed", "evaluations", "window"]].values.tolist() == [["0", 8, 1], ["1", 64, 5]]
+    got = row(rep.tables["mean_distance"], "acai", "lines")
+    medians = [short[-1], np.median(long[-5:])]
+    assert (got["mean"], got["std"]) == (pytest.approx(np.mean(medians)), pytest.approx(np.std(medians)))
+    assert got["mean"] < 9  # the end of training, where the old default (median of 20) gave the plateau
+    forced = report.build_report(uri, "acai", out=tmp_path / "forced", log=False, last=20)
+    assert row(forced.tables["mean_distance"], "acai", "lines")["mean"] == pytest.approx(
+        np.mean([np.median(short), np.median(long[-20:])]))  # the short run's "median of 20": half plateau
+    said = "the last 1 of 8 (1 run), the last 5 of 64 (1 run)"
+    assert "Each run counts with the median of its last round(E·20/256) of E evaluations" in rep.markdown
+    assert rep.markdown.count(said) == 1 + len(report.MEASUREMENTS) - sum(rep.tables[m.key].empty
+                                                                           for m in report.MEASUREMENTS)
+    assert said in (tmp_path / "out" / "mean_distance.md").read_text(encoding="utf-8")
+    assert "its last 20 evaluations (`--last 20`)" in (tmp_path / "forced" / "mean_distance.md").read_text("utf-8")
+    assert report.main(["--tracking-uri", uri, "--out", str(tmp_path / "o")]) == 0
+    assert said in capsys.readouterr().out
+    summary = client.search_runs([exp], "tags.`acai.report` = 'true'")[0]
+    assert summary.data.params["report.last"] == "summary"
+
+
+def test_cells_whose_runs_never_left_the_plateau_are_marked(empty_store, tmp_path):
+    """AAE: both runs flagged on the plateau at every evaluation -> `†`; ACAI: one of two -> `†1/2`; the plain
+    AE, logged before the flag existed -> unknown, no mark; VAE: no flag but a logged mean-image error that
+    its reconstruction error never got below -> recomputed, `†`; dropout: recomputed, it left -> no mark."""
+    uri, client, exp = empty_store
+    stuck, left = [1.0] * EVALS, [1.0] * 10 + [0.0] * (EVALS - 10)
+    blob = {"mean_distance": [0.030] * EVALS, "reconstruction_error": [0.080] * EVALS}
+    learned = {"mean_distance": [0.004] * EVALS, "reconstruction_error": [0.080] * 10 + [0.01] * (EVALS - 10)}
+    for seed in (0, 1):
+        log_training_run(client, exp, "aae", "lines", "conv", 64, seed, blob | {"on_plateau": stuck})
+    log_training_run(client, exp, "acai", "lines", "conv", 64, 0, blob | {"on_plateau": stuck})
+    log_training_run(client, exp, "acai", "lines", "conv", 64, 1, learned | {"on_plateau": left})
+    log_training_run(client, exp, "none", "lines", "conv", 64, 0, blob)
+    log_training_run(client, exp, "vae", "lines", "conv", 64, 0, blob, once={"mean_image_error": 0.081})
+    log_training_run(client, exp, "dropout", "lines", "conv", 64, 0, learned, once={"mean_image_error": 0.081})
+    rep = report.build_report(uri, "acai", out=tmp_path / "out", log=False)
+    plateau = dict(zip(rep.per_run["run_name"], rep.per_run["plateau"]))
+    assert plateau == {"aae-lines-conv-z64-s0": "never left", "aae-lines-conv-z64-s1": "never left",
+                       "acai-lines-conv-z64-s0": "never left", "acai-lines-conv-z64-s1": f"left at {11 * EVERY}",
+                       "none-lines-conv-z64-s0": "", "vae-lines-conv-z64-s0": "never left",
+                       "dropout-lines-conv-z64-s0": f"left at {11 * EVERY}"}
+    md = report.table_markdown(MEASURE["mean_distance"], rep.tables["mean_distance"]).splitlines()
+    assert md[2] == "| dataset | model | latent | Baseline | Dropout | VAE | AAE | ACAI | n |"
+    assert md[4] == ("| lines | conv | 64 | 30.00±0.00 | 4.00±0.00 | 30.00±0.00† | 30.00±0.00† | 17.00±13.00†1/2 "
+                     "| Baseline:1 Dropout:1 VAE:1 AAE:2 ACAI:2 |")
+    note = next(line for line in md if line.startswith("- `†`"))
+    assert "never left the initial plateau" in note and "`†k/n`: k of its n runs never left" in note
+    assert note.endswith("Runs that never left: VAE lines/conv/64 (1 of 1), AAE lines/conv/64 (2 of 2), "
+                         "ACAI lines/conv/64 (1 of 2).")
+    assert "4 of the 7 runs never left the initial plateau" in rep.markdown
+    recon = (tmp_path / "out" / "reconstruction_error.md").read_text(encoding="utf-8")
+    assert "| 80.00±0.00† |" in recon  # every table marks the cell: all its numbers are the plateau's
+    with open(tmp_path / "out" / "runs.csv", encoding="utf-8") as f:
+        assert {r["run_name"]: r["plateau"] for r in csv.DictReader(f)} == plateau
+    assert rep.tables["mean_distance"].set_index("regularizer")["plateau"].to_dict() == {
+        "none": 0, "dropout": 0, "vae": 1, "aae": 2, "acai": 1}

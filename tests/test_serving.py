@@ -56,8 +56,9 @@ def test_interpolator_decodes_the_latent_path_between_the_two_images(served_run)
     np.testing.assert_array_equal(batch[0], batch[1][::-1])  # a pair and its reverse walk one path
 
 
-def post(port: int, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(body).encode(),
+def post(port: int, body: dict | str) -> tuple[int, dict]:
+    data = body if isinstance(body, str) else json.dumps(body)
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=data.encode(),
                                      headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
@@ -121,3 +122,28 @@ def test_bad_requests_get_a_400_with_the_reason(server, body, message):
     assert status == 400, answer
     assert message in answer["message"]
     assert "Traceback" not in json.dumps(answer)
+    assert len(answer["message"]) < 400, answer["message"][:1000]  # the reason, not a dump of the request
+
+
+IMAGE = json.dumps(GOOD)
+PATHOLOGICAL = [
+    ("deep nesting", "[" * 100_000 + "]" * 100_000, "the request's JSON is nested too deeply"),  # was a 500
+    ("JSON null", "null", "must be a JSON dictionary"),
+    ("inputs not a dict", '{"inputs": [1, 2, 3]}', "missing inputs ['a', 'b']"),
+    ("uneven nested lists", json.dumps({"inputs": {"a": [[[[1]] * 32] * 31 + [[[1]] * 30]], "b": GOOD}}),
+     "inhomogeneous shape"),
+    ("huge integer", '{"inputs": {"a": ' + IMAGE.replace("0.0", "1" + "0" * 400, 1) + f', "b": {IMAGE}}}}}',
+     "int too large to convert to float"),
+    ("huge float", '{"inputs": {"a": ' + IMAGE.replace("0.0", "1e400", 1) + f', "b": {IMAGE}}}}}',
+     "input 'a' has values in [0, inf]"),
+    ("null image", json.dumps({"inputs": {"a": None, "b": GOOD}}), "Shape of input () does not match"),
+    ("params not a dict", json.dumps({"inputs": {"a": GOOD, "b": GOOD}, "params": [1]}), "must be a dictionary"),
+    ("not JSON", "{", "valid JSON"),
+]
+
+
+@pytest.mark.parametrize("body, message", [r[1:] for r in PATHOLOGICAL], ids=[r[0] for r in PATHOLOGICAL])
+def test_pathological_bodies_get_a_short_400_with_the_reason(server, body, message):
+    status, answer = post(server, body)
+    assert status == 400 and message in answer["message"], answer
+    assert len(answer["message"]) < 400 and "Traceback" not in json.dumps(answer)

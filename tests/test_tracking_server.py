@@ -103,10 +103,19 @@ def test_a_sweep_logs_every_job_to_the_server(server, tmp_path):
     run_cli("train.py", "-m", *SMOKE, "regularizer=none,acai", "tracking.experiment=server-sweep",
             *on_server(server, tmp_path), cwd=tmp_path)
     client = MlflowClient(server.uri)
-    runs = client.search_runs([client.get_experiment_by_name("server-sweep").experiment_id])
+    every = client.search_runs([client.get_experiment_by_name("server-sweep").experiment_id])
+    parents = [r for r in every if "acai.sweep_parent" in r.data.tags]
+    runs = [r for r in every if r not in parents]
     assert sorted(r.data.tags["regularizer"] for r in runs) == ["acai", "none"]
     assert {r.info.status for r in runs} == {"FINISHED"} and len({r.data.tags["sweep"] for r in runs}) == 1
     assert not (tmp_path / "mlruns").exists()
+    # the sweep is one parent run on the server, its jobs its children, its summary on the server's side
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parents[0].info.run_id}
+    assert parents[0].data.metrics["summary/runs"] == 2
+    assert parents[0].data.metrics["reconstruction_error/acai/lines-mlp-z64/n"] == 1
+    summary = {a.path for a in client.list_artifacts(parents[0].info.run_id, "summary")}
+    assert {"summary/report.md", "summary/learning_curves.png"} <= summary, summary
 
 
 def start_training(args: list[str], cwd: Path) -> subprocess.Popen:
@@ -156,7 +165,7 @@ def test_a_server_outage_mid_run_loses_no_metric(server, tmp_path):
         server.start()
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output[-3000:]
-    assert "does not take writes" in output and "answers again" in output
+    assert "does not take writes: it does not answer" in output and "takes writes again" in output
     assert kept_while_down >= 1
     assert not any((tmp_path / "ckpt").glob("*/outbox"))
     client = MlflowClient(server.uri)

@@ -52,6 +52,7 @@ class TrainerConfig:
     log_every: int = 50
     checkpoint_every: int = 16384
     checkpoint_dir: str = "checkpoints"
+    keep_checkpoints: bool = False  # a FINISHED run's checkpoints are pruned (training.checkpoint.prune)
     verbose: int = 1
     strategy: str = "none"  # or mirrored: one run over every visible GPU (training/distribute.py)
 
@@ -130,8 +131,14 @@ class EvaluationConfig:
     grid_steps: int = 11
     grid_scale: int = 2  # logged grids are enlarged this many times, labels sized to match
     reconstructions: int = 16
+    # On the initial plateau: reconstruction error >= (1 - margin) x predicting every test image by the mean one
+    plateau_margin: float = 0.1
 
     def __post_init__(self) -> None:
+        if not 0 <= self.plateau_margin < 1:
+            raise ConfigError("evaluation.plateau_margin", self.plateau_margin,
+                              "must be in [0, 1): on the plateau means reconstruction error >= (1 - margin) x the "
+                              "mean-image error")
         _positive("evaluation", self, "interpolation_pairs", "reference_lines", "median_of_last", "grid_scale",
                   "cluster_train_size", "kmeans_restarts", "kmeans_max_iter", "grid_pairs", "reconstructions")
         if self.kmeans_seed < 0:
@@ -153,10 +160,14 @@ class TrackingConfig:
     sweep: str | None = None
     skip_finished: bool = False  # a rerun sweep skips the jobs that already have a finished run
     objective: str | None = None  # a logged metric the job returns to a sweeper (Optuna), e.g. final/smoothness
+    system_metrics: bool = True  # MLflow's own CPU, memory, disk (and GPU) metrics, `system/*`, every interval
+    system_metrics_interval: float = 10.0  # seconds between two samples
 
     def __post_init__(self) -> None:
         if not self.experiment or not self.experiment.strip():
             raise ConfigError("tracking.experiment", self.experiment, "must be a non-empty experiment name")
+        if self.system_metrics_interval <= 0:
+            raise ConfigError("tracking.system_metrics_interval", self.system_metrics_interval, "must be > 0 seconds")
 
 
 @dataclass

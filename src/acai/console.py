@@ -40,10 +40,17 @@ for line in sys.stdin.buffer:
 QUIET_LOGGERS = ("absl", "tensorflow", "mlflow.store.db.utils", "alembic.runtime.migration")
 
 
+def quiet_loggers() -> None:
+    """Python loggers' INFO notes off the console: "Sharding callback duration" at every checkpoint, store
+    migrations. Also called in each job of a sweep (acai.tracking.sweep), whose worker processes (joblib)
+    never run this module's start-up and whose Hydra job logging prints INFO to stdout."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def quiet_native_logs() -> None:
     """Filter fd 2 of this process and its children (call before TensorFlow is imported)."""
-    for name in QUIET_LOGGERS:  # "Sharding callback duration" at every checkpoint, store migrations
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_loggers()
     if os.environ.get("ACAI_RAW_STDERR") or os.environ.get("ACAI_STDERR_FILTERED"):
         return
     os.environ["ACAI_STDERR_FILTERED"] = "1"  # child processes write into the same filter
@@ -74,18 +81,24 @@ def duration(seconds: float) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
-# (metric, label, format) in the order an evaluation line shows them
+# (metric, label, format) in the order an evaluation line shows them; a format of None marks a flag (1.0/0.0),
+# shown as its bare label when set: `plateau` while the reconstruction is no better than the mean image's
 SHOWN = (("mean_distance_x1e3", "MD", "{:.3g}e-3"), ("smoothness", "smooth", "{:.3f}"),
-         ("reconstruction_error", "recon", "{:.4f}"), ("latent_accuracy", "clf", "{:.1f}%"),
-         ("probe_accuracy", "probe", "{:.1f}%"), ("cluster_accuracy", "cluster", "{:.1f}%"))
+         ("reconstruction_error", "recon", "{:.4f}"), ("on_plateau", "plateau", None),
+         ("latent_accuracy", "clf", "{:.1f}%"), ("probe_accuracy", "probe", "{:.1f}%"),
+         ("cluster_accuracy", "cluster", "{:.1f}%"))
 
 
 def metrics_line(metrics: dict[str, float], shown=SHOWN) -> str:
-    """'MD=13.4e-3 smooth=0.133 recon=0.0267 clf=94.9%': what was measured, NaN as 'nan'."""
+    """'MD=31.7e-3 smooth=nan recon=0.0838 plateau clf=9.4%': what was measured, NaN as 'nan', flags when set."""
     parts = []
     for key, label, fmt in shown:
-        if key in metrics:
-            value = metrics[key]
+        if key not in metrics:
+            continue
+        value = metrics[key]
+        if fmt is None:
+            parts += [label] if value else []
+        else:
             parts.append(f"{label}={fmt.format(value) if math.isfinite(value) else 'nan'}")
     return " ".join(parts)
 

@@ -98,6 +98,6 @@ def keras_download(name: str, module: str, hint: str = "") -> dict[str, np.ndarr
         hint = f" {hint}" if hint else ""
         raise DatasetError(
             f"dataset={name}: could not load it with {module}.load_data() ({type(e).__name__}: "
-            f"{e}). Without a network, set dataset.path to the files as distributed (see the README).{hint}"
+            f"{e}). Without a network, set dataset.path to the files as distributed (see docs/datasets.md).{hint}"
         ) from None
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}

@@ -35,7 +35,7 @@ def tfds_splits(name: str, tfds_name: str, splits: dict[str, str], convert: Conv
             raise DatasetError(
                 f"dataset={name}: tensorflow-datasets could not download {tfds_name!r} ({type(e).__name__}: "
                 f"{str(e).splitlines()[0] if str(e) else ''}). Without a network, set dataset.path to the files "
-                "as distributed (see the README's dataset table)") from None
+                "as distributed (see docs/datasets.md)") from None
         progress = Progress(name, sum(builder.info.splits[spec].num_examples for spec in splits.values()))
         done = 0
         for split, spec in splits.items():

@@ -17,6 +17,7 @@ from acai.evaluation.cache import fingerprint, remembered
 from acai.evaluation.clustering import cluster_accuracy, probe_accuracy
 from acai.evaluation.interpolation import lerp
 from acai.evaluation.lines_metrics import score_interpolations
+from acai.evaluation.summary import on_plateau
 from acai.networks.inference import predict
 
 
@@ -33,6 +34,7 @@ class Evaluator:
     announce: Callable[[str], None] | None = None  # told each phase as it starts (src/evaluate.py's progress)
     timings: dict[str, float] = field(init=False, default_factory=dict)  # seconds per phase, summed
     _pixel_accuracy: float | None = field(init=False, default=None)
+    mean_image_error: float = field(init=False)  # the initial plateau's reconstruction error (see `evaluate`)
 
     def __post_init__(self) -> None:
         x, self.y_test = self.dataset.test_set()
@@ -40,6 +42,17 @@ class Evaluator:
             raise DatasetError(f"dataset={self.dataset.name} has {len(x)} test image(s); an evaluation needs at "
                                "least 2 (it interpolates between pairs)")
         self.x_test = pad_to(x, self.image_size)
+        mean_image = self.x_test.mean(axis=0, dtype=np.float64).astype(self.x_test.dtype)
+        self.mean_image_error = self.squared_error_per_value(lambda start, stop: mean_image)
+
+    def squared_error_per_value(self, predict_chunk: Callable[[int, int], np.ndarray], chunk: int = 4096) -> float:
+        """Mean squared error against the test set of what `predict_chunk(start, stop)` gives for those test
+        images, a chunk at a time (SVHN's 26,032 predictions and their differences would hold ~1 GB at once)."""
+        total = 0.0
+        for start in range(0, len(self.x_test), chunk):
+            stop = min(start + chunk, len(self.x_test))
+            total += float(np.sum(np.square(predict_chunk(start, stop) - self.x_test[start:stop]), dtype=np.float64))
+        return total / self.x_test.size
 
     @contextmanager
     def phase(self, key: str, description: str) -> Iterator[None]:
@@ -73,9 +86,13 @@ class Evaluator:
 
     def evaluate(self, encode: keras.Model, decode: keras.Model, classifier: keras.Model | None = None,
                  cluster: bool = False) -> dict[str, float]:
+        """Every measurement; `on_plateau` (1.0 or 0.0) says whether the reconstruction error is still within
+        `plateau_margin` of the mean image's, where every other number describes the plateau, not the model."""
         with self.phase("encode_test", f"encode and reconstruct {len(self.x_test):,} test images"):
             latents = predict(encode, self.x_test)
-            metrics = {"reconstruction_error": self.reconstruction_error(decode, latents)}
+            error = self.reconstruction_error(decode, latents)
+            metrics = {"reconstruction_error": error,
+                       "on_plateau": float(on_plateau(error, self.mean_image_error, self.cfg.plateau_margin))}
         if classifier is not None and self.dataset.labelled:
             with self.phase("classifier", "latent classifier"):
                 logits = predict(classifier, latents)
@@ -94,14 +111,9 @@ class Evaluator:
             metrics.update(self.clustering(encode, latents))
         return metrics
 
-    def reconstruction_error(self, decode: keras.Model, latents: np.ndarray, chunk: int = 4096) -> float:
-        """Mean squared error of the decoded test latents, a chunk at a time (SVHN's 26,032 reconstructions
-        and their differences would otherwise hold ~1 GB at once)."""
-        total = 0.0
-        for start in range(0, len(latents), chunk):
-            recon = predict(decode, latents[start:start + chunk])
-            total += float(np.sum(np.square(recon - self.x_test[start:start + chunk]), dtype=np.float64))
-        return total / self.x_test.size
+    def reconstruction_error(self, decode: keras.Model, latents: np.ndarray) -> float:
+        """Mean squared error of the decoded test latents."""
+        return self.squared_error_per_value(lambda start, stop: predict(decode, latents[start:stop]))
 
     def clustering(self, encode: keras.Model, test_latents: np.ndarray) -> dict[str, float]:
         """K-means accuracy (%) on latents, and once per evaluator on raw pixels as the reference point;

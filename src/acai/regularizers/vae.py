@@ -5,7 +5,7 @@ reparameterisation; the decoder outputs logits of a Bernoulli on (x + 1) / 2; im
 2 sigmoid(logits) - 1. Loss = (sum of sigmoid cross-entropy + beta * sum of KL) / batch.
 
 Interpolation, evaluation and the latent classifier use the posterior mean mu (the reference used a
-sampled z, which makes every interpolation and clustering stochastic): see the README's deviations.
+sampled z, which makes every interpolation and clustering stochastic): see docs/deviations.md.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ uint8 frames, t = 0 .. 1 evenly (endpoints included; frame 0 decodes a, the last
 from __future__ import annotations
 
 import os
+import sys
 
 import keras
 import mlflow
@@ -20,6 +21,7 @@ from mlflow.models import set_model
 
 MAX_STEPS = 64
 MAX_PAIRS = 64
+MAX_REASON = 400  # characters of a 400's message: the reason, not a dump of the request
 
 
 def bad_request(message: str) -> MlflowException:
@@ -30,8 +32,51 @@ def bad_request(message: str) -> MlflowException:
     return MlflowException.invalid_parameter_value(message)
 
 
+def serving() -> bool:
+    """Loaded by `mlflow models serve`: its app module is importing (it loads the model before it sets
+    MLflow's serving variable), or the variable is set."""
+    return ("mlflow.pyfunc.scoring_server.app" in sys.modules
+            or os.environ.get("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", "").lower() == "true")
+
+
+def reason(message: str) -> str:
+    """The reason in an MLflow scoring error, without the dump of the request MLflow puts ahead of it
+    ("Failed to predict data '<every array>'. Error: ...") or after it ("Input: <the body>")."""
+    if message.startswith("Failed to predict data"):
+        message = message.rsplit("Error: ", 1)[-1]
+    message = message.split("\nInput:", 1)[0].strip()
+    return message if len(message) <= MAX_REASON else message[:MAX_REASON] + "..."
+
+
+def short_errors() -> None:
+    """In `mlflow models serve` only: every 400 carries the reason alone (one for a wrong shape used to be
+    47,604 characters of the request's arrays first), and a body the server's own parsing cannot take (JSON
+    nested deeper than Python's recursion limit) is a 400 with the reason instead of a 500."""
+    from mlflow.pyfunc import scoring_server
+
+    original = getattr(scoring_server, "invocations", None)
+    if original is None or getattr(original, "short_errors", False):
+        return  # another MLflow layout: serve with its own messages rather than fail to load
+
+    def invocations(*args, **kwargs):
+        try:
+            return original(*args, **kwargs)
+        except MlflowException as e:
+            e.message = reason(e.message)
+            raise
+        except RecursionError:
+            raise MlflowException.invalid_parameter_value(
+                'the request\'s JSON is nested too deeply; send {"inputs": {"a": [N, H, W, C], "b": [N, H, W, C]}}'
+            ) from None
+
+    invocations.short_errors = True
+    scoring_server.invocations = invocations
+
+
 class Interpolator(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
+        if serving():
+            short_errors()
         model = keras.saving.load_model(context.artifacts["autoencoder"], safe_mode=True)
         self.encode, self.decode = model.get_layer("encode"), model.get_layer("decode")
         self.shape = tuple(model.input_shape[1:])

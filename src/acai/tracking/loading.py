@@ -15,11 +15,16 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from acai.config import PROJECT_ROOT
 from acai.errors import TrackingError
 from acai.locks import run_state
 from acai.tracking.mlflow_run import quiet_download
 
 CLASSIFIER_ARTIFACT = "latent_classifier/latent_classifier.keras"
+CONFIG_ARTIFACT = "config.yaml"
+# What a run's config.yaml must hold: the sections src/train.py logs and the tools and resume read.
+CONFIG_SECTIONS = ("dataset", "model", "regularizer", "trainer", "evaluation", "tracking")
+GROUPS = ("dataset", "model", "regularizer")
 
 
 def register_custom_layers() -> None:
@@ -77,10 +82,55 @@ def run_config(client: MlflowClient, run_id: str) -> DictConfig:
     if uri.startswith("file://") and run.data.params and not folder.is_dir():
         raise TrackingError(f"run {run_id}: its artifact folder {folder} does not exist (moved or deleted?); "
                             "the store records artifact folders by absolute path")
-    if not has_artifact(client, run_id, "config.yaml"):
+    if not has_artifact(client, run_id, CONFIG_ARTIFACT):
         raise TrackingError(f"run {run_id} has no config.yaml artifact; was it made by src/train.py?")
     with tempfile.TemporaryDirectory() as tmp:
-        return OmegaConf.load(download(client, run_id, "config.yaml", tmp))
+        return parse_config(Path(download(client, run_id, CONFIG_ARTIFACT, tmp)), run_id)
+
+
+def parse_config(path: Path, run_id: str) -> DictConfig:
+    """A run's logged config, refused in one line naming the run and the artifact when it is not YAML, not a
+    run's config, or names a class outside the project (checked before anything it names is imported)."""
+    where = f"run {run_id}: its {CONFIG_ARTIFACT} artifact"
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as e:  # noqa: BLE001 - YAML syntax, binary content, a YAML tag, a top-level list, ...
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise TrackingError(f"{where} is not a YAML config ({type(e).__name__}: {first}); it is what "
+                            "src/train.py logged: restore it or train the run again") from None
+    missing = [k for k in CONFIG_SECTIONS if not isinstance(cfg, DictConfig) or not isinstance(cfg.get(k), DictConfig)]
+    if missing:
+        raise TrackingError(f"{where} is not a run's config: no {', '.join(missing)} section(s); it is what "
+                            "src/train.py logged: restore it or train the run again")
+    check_targets(OmegaConf.to_container(cfg, resolve=False), where)
+    return cfg
+
+
+def registered_targets() -> set[str]:
+    """The classes the dataset, model and regularizer groups of conf/ name."""
+    found = set()
+    for group in GROUPS:
+        for path in (PROJECT_ROOT / "conf" / group).glob("*.yaml"):
+            target = OmegaConf.load(path).get("_target_")
+            if isinstance(target, str):
+                found.add(target)
+    return found
+
+
+def check_targets(tree: object, where: str, key: str = "") -> None:
+    """Only the project's own classes (`acai.*`, or those conf/'s groups register) are imported from a run's
+    artifacts: a `_target_` there could otherwise import any module on the path, and run its code."""
+    if isinstance(tree, dict):
+        for name, value in tree.items():
+            full = f"{key}.{name}" if key else str(name)
+            if name == "_target_" and not (isinstance(value, str) and (value.startswith("acai.")
+                                                                       or value in registered_targets())):
+                raise TrackingError(f"{where} names {full}={value!r}, not a class of this project (acai.*); "
+                                    "classes outside it are not loaded from a run's artifacts (nothing was imported)")
+            check_targets(value, where, full)
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            check_targets(value, where, f"{key}[{i}]")
 
 
 def load_autoencoder(model_uri: str) -> keras.Model:

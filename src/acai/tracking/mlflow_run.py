@@ -20,6 +20,7 @@ import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH, MAX_EXPERIMENT_NAME_LENGTH
 from omegaconf import DictConfig, OmegaConf
 
 from acai.config import TrackingConfig
@@ -31,6 +32,10 @@ PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 MLFLOW_NAGS = re.compile("Add type hints to the `predict` method|An input example was not provided")
 INTERPOLATOR_CODE = Path(__file__).resolve().parents[1] / "serving" / "interpolator.py"
 CRITIC_ARTIFACT = "critic/critic.keras"
+# MLflow's SQL schema keeps a run name in runs.name, String(250), the length of its entity keys: SQLite
+# stores a longer one, PostgreSQL refuses it mid-start. Checked up front, the same for every store.
+MAX_RUN_NAME_LENGTH = MAX_ENTITY_KEY_LENGTH
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 @contextmanager
@@ -68,6 +73,38 @@ def _local_path(uri: str) -> Path | None:
         if uri.startswith(scheme):
             return Path(uri[len(scheme):])
     return None
+
+
+def _shown(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[:width] + "..."
+
+
+def check_names(cfg: TrackingConfig) -> None:
+    """Names longer than MLflow's store columns: one line before anything is started, whatever the store."""
+    for setting, name, limit in (("tracking.run_name", cfg.run_name, MAX_RUN_NAME_LENGTH),
+                                 ("tracking.experiment", cfg.experiment, MAX_EXPERIMENT_NAME_LENGTH)):
+        if name is not None and len(str(name)) > limit:
+            raise ConfigError(setting, _shown(str(name)), f"is {len(str(name))} characters; MLflow stores at most "
+                              f"{limit} (PostgreSQL refuses a longer one, SQLite would keep it): shorten it")
+
+
+def check_sqlite_file(db: Path | None, setting: str, uri: str) -> None:
+    """A store path that is a folder or not an SQLite database: MLflow would retry it for minutes."""
+    if db is None or str(db) == ":memory:":
+        return
+    if db.is_dir():
+        raise TrackingError(f"{setting}={uri!r}: {db} is a folder; give the path of the database file in it, "
+                            f"e.g. sqlite:///{db / 'mlflow.db'}")
+    try:
+        with db.open("rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise TrackingError(f"{setting}={uri!r}: {db} cannot be read ({e.strerror})") from None
+    if head and head != SQLITE_HEADER[:len(head)]:
+        raise TrackingError(f"{setting}={uri!r}: {db} is not an SQLite database; give an MLflow store's file or a "
+                            "new file name")
 
 
 def check_driver(uri: str, setting: str) -> None:
@@ -142,10 +179,12 @@ def first_use(db: Path | None) -> Iterator[None]:
 
 def open_experiment(cfg: TrackingConfig) -> str:
     """Point MLflow at the store and return the experiment id, creating it with its artifact root."""
+    check_names(cfg)
     uri = resolve_uri(cfg.uri)
     db = _local_path(uri)
     if db is not None and not (db.parent.is_dir() and os.access(db.parent, os.W_OK)):
         raise TrackingError(f"tracking.uri={cfg.uri!r}: the folder {db.parent} does not exist or is not writable")
+    check_sqlite_file(db, "tracking.uri", cfg.uri)
     check_driver(uri, "tracking.uri")
     check_server(uri, "tracking.uri")
     with first_use(db):
@@ -192,6 +231,7 @@ def open_store(tracking_uri: str) -> MlflowClient:
     check_driver(uri, "--tracking-uri")
     check_server(uri, "--tracking-uri")
     db = _local_path(uri)
+    check_sqlite_file(db, "--tracking-uri", tracking_uri)
     if db is not None and str(db) != ":memory:" and not db.is_file():
         raise TrackingError(f"--tracking-uri={tracking_uri!r}: there is no MLflow store at {db}; run from the "
                             "folder holding mlflow.db or give its path, e.g. --tracking-uri sqlite:///mlflow.db")

@@ -17,7 +17,7 @@ from acai.console import SHOWN, duration, metrics_line
 from acai.errors import Interrupted, TrainingError
 from acai.evaluation.evaluator import Evaluator
 from acai.evaluation.interpolation import mix_weights
-from acai.evaluation.summary import end_of_training_summary
+from acai.evaluation.summary import end_of_training_summary, plateau_state
 from acai.networks.inference import predict
 from acai.tracking.outbox import Outbox
 from acai.tracking.plots import critic_path, interpolation_grid, reconstruction_grid
@@ -86,6 +86,9 @@ class TrainMetrics(SampleClock):
             self.outbox.log_metrics({f"train/{k}": v for k, v in values.items()}, step=self.samples(batch))
 
 
+BASELINE = "mean_image_error"  # logged once as eval/mean_image_error, so tools can recompute eval/on_plateau
+
+
 class Evaluate(SampleClock):
     """Every epoch (= `trainer.eval_every` samples): the paper's metrics, the image grids, the medians."""
 
@@ -94,6 +97,8 @@ class Evaluate(SampleClock):
         super().__init__(batch_size, steps_per_epoch)
         self.evaluator, self.outbox = evaluator, outbox
         self.history: dict[str, list[float]] = history if history is not None else {}
+        # The plateau's reference, logged once with the first evaluation: not an evaluation history of its own
+        self.baseline_logged = self.history.pop(BASELINE, None) is not None
         self.last: dict[str, float] = {k: v[-1] for k, v in self.history.items()}
         self.logged_until = len(next(iter(self.history.values()), [])) * steps_per_epoch * batch_size
         self.seconds = 0.0  # how long the last evaluation took, logging included
@@ -116,11 +121,22 @@ class Evaluate(SampleClock):
         for key, value in metrics.items():
             self.history.setdefault(key, []).append(value)
         summary = end_of_training_summary(self.history, ev.cfg.median_of_last, self.params.get("epochs", 1))
+        baseline = {} if self.baseline_logged else {f"eval/{BASELINE}": ev.mean_image_error}
         with ev.phase("log_metrics", "log the metrics"):
-            self.outbox.log_metrics({f"eval/{k}": v for k, v in metrics.items()} | summary, step=samples)
+            self.outbox.log_metrics({f"eval/{k}": v for k, v in metrics.items()} | baseline | summary, step=samples)
+        self.baseline_logged = True
         self.last = metrics
         self.seconds = time.perf_counter() - start
         return metrics
+
+    @property
+    def plateau(self) -> str | None:
+        """The run's plateau history so far ('never left', 'left at 81920', ...; see `plateau_state`); the
+        flags of a run resumed from before they existed are its last evaluations."""
+        flags = self.history.get("on_plateau", [])
+        every = self.steps_per_epoch * self.batch_size
+        done = len(self.history.get("reconstruction_error", flags))
+        return plateau_state(flags, [(done - len(flags) + i + 1) * every for i in range(len(flags))])
 
     def log_images(self, model, samples: int) -> None:
         ev, cfg = self.evaluator, self.evaluator.cfg
@@ -142,20 +158,42 @@ class Evaluate(SampleClock):
 
 
 class StopOnSignal(keras.callbacks.Callback):
-    """SIGINT (Ctrl-C) and SIGTERM stop training after the step in progress, before any half-done
-    evaluation or checkpoint; a second signal of the same kind stops at once (the default action)."""
+    """SIGINT (Ctrl-C) and SIGTERM stop a run at its next safe point: after the training step in progress
+    (never half-way through an evaluation or a save), or between two steps of the start-up and of the final
+    logging (`check`). A second signal stops at once: the handler raises `Interrupted` wherever the main
+    thread is, so the run is still marked KILLED with one line; a third gets the default action (the
+    process dies on the spot, as with `kill -9`). While the stop is being recorded (`shielded`), further
+    signals are only counted: marking the run KILLED takes milliseconds and must not be cut off."""
 
     def __init__(self):
         super().__init__()
         self.signum: int | None = None
+        self.count = 0
+        self.shielded = False
 
     def _handle(self, signum, frame) -> None:
-        self.signum = signum
-        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+        self.count += 1
+        if self.signum is None:
+            self.signum = signum
+            return
+        if self.shielded:
+            return
+        for s in (signal.SIGINT, signal.SIGTERM):  # a third signal: the default action
+            signal.signal(s, signal.SIG_DFL)
+        raise Interrupted(f"stopped at once by a second {signal.Signals(signum).name}", signum, self.step())
+
+    def step(self) -> int:
+        """The training step reached (-1 before the model exists)."""
+        model = getattr(self, "_model", None)
+        try:
+            return int(model.optimizer.iterations.numpy()) if model is not None else -1
+        except Exception:  # noqa: BLE001 - only ever a label in a message
+            return -1
 
     @contextmanager
     def installed(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        """The handlers for SIGINT and SIGTERM while the block runs (signals reach the main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
             yield
             return
         previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -164,6 +202,20 @@ class StopOnSignal(keras.callbacks.Callback):
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+
+    @contextmanager
+    def shield(self) -> Iterator[None]:
+        """Signals are counted, not acted on, while the block runs (recording the stop)."""
+        self.shielded = True
+        try:
+            yield
+        finally:
+            self.shielded = False
+
+    def check(self, where: str) -> None:
+        """A safe point outside training: stop here if a signal came."""
+        if self.signum is not None:
+            raise Interrupted(f"stopped by {signal.Signals(self.signum).name} {where}", self.signum, self.step())
 
     def on_train_batch_end(self, batch, logs=None):
         if self.signum is not None:

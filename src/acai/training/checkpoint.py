@@ -47,6 +47,29 @@ class TrainingState:
                 if leftover.is_dir():
                     shutil.rmtree(leftover, ignore_errors=True)
 
+    def prune(self, keep: bool, weights_logged: bool) -> None:
+        """Once the run is FINISHED, nothing resumes from its checkpoints (a rerun of the config is a new
+        run and starts afresh), so they are removed (`trainer.keep_checkpoints=true` keeps them): all of
+        them when the trained autoencoder is a logged model, else all but the latest, then the only copy
+        of the trained weights. Half-written saves always go."""
+        self.remove_leftovers()
+        if keep or not self.directory.is_dir():
+            return
+        if weights_logged:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            return
+        latest = self.latest
+        if latest is None:
+            return
+        prefix = Path(latest).name + "."  # ckpt-N.index, ckpt-N.data-00000-of-00001
+        for path in self.directory.glob("ckpt-*"):
+            if not path.name.startswith(prefix):
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        tf.compat.v1.train.update_checkpoint_state(str(self.directory), latest, all_model_checkpoint_paths=[latest])
+        outbox = self.directory / "outbox"  # emptied when the run finished
+        if outbox.is_dir() and not any(outbox.iterdir()):
+            outbox.rmdir()
+
     def clock(self) -> dict[str, float]:
         """The time totals restored with the checkpoint (zeros for a new run)."""
         return {k: float(v.numpy()) for k, v in self.timing.items()}
