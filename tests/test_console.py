@@ -139,3 +139,28 @@ def test_an_evaluation_on_the_initial_plateau_says_so_after_its_reconstruction_e
         "eval 5/8  81,920 samples  MD=29.5e-3 recon=0.0585 clf=27.5%  31.2 s"]
     assert metrics_line({"on_plateau": 0.0}) == "" and metrics_line({"on_plateau": 1.0}) == "plateau"
     assert summary("x", 1, 1, 1, {"reconstruction_error": 0.08, "on_plateau": 1.0}).endswith("recon=0.0800 plateau")
+
+
+def test_on_a_terminal_the_final_evaluation_and_logging_show_what_they_are_doing():
+    """The last evaluation (clustering, probe) and the model logging take minutes: the progress line names
+    each part as it starts instead of standing still at 'eta 0:01'; a log file gets none of it."""
+    screen = Terminal()
+    progress = Progress(1, 64, 256, 8, LastEvaluation(), stream=screen)
+    progress.on_train_begin()
+    progress.on_epoch_begin(7)
+    progress._shown = 0.0
+    progress.on_train_batch_end(255, {"loss": 0.05})
+    progress.phase("K-means on the latents (10 restarts)")
+    progress.on_epoch_end(7)
+    progress.final("model")
+    progress.phase("")
+    parts = [part for line in screen.getvalue().split("\n") for part in line.split("\r") if part.strip()]
+    assert "  eval 8/8: K-means on the latents (10 restarts) ..." in [p.rstrip() for p in parts]
+    assert "  final logging: model ..." in [p.rstrip() for p in parts]
+    assert all(len(part) <= 100 for part in parts)
+    assert screen.getvalue().endswith("\r"), "the line is cleared before the summary prints"
+    logged = io.StringIO()
+    quiet = Progress(2, 64, 256, 8, LastEvaluation(), stream=logged)
+    quiet.phase("K-means on the latents")
+    quiet.final("model")
+    assert logged.getvalue() == ""

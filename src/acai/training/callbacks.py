@@ -263,6 +263,22 @@ class Progress(SampleClock):
         self.stream.write(text[: self.WIDTH + 1].ljust(self.WIDTH + 1))
         self.stream.flush()
 
+    def phase(self, what: str) -> None:
+        """On a terminal, the part of an evaluation or of the final logging under way replaces the progress
+        line, so that a long final evaluation (clustering, probe) or a model upload does not look like a hang;
+        an empty `what` clears the line. Nothing elsewhere (log files keep one line per evaluation)."""
+        if not self.live:
+            return
+        text = f"\r  eval {self.epoch + 1}/{self.evaluations}: {what} ..." if what else "\r"
+        self.stream.write(text[: self.WIDTH + 1].ljust(self.WIDTH + 1) + ("" if what else "\r"))
+        self.stream.flush()
+
+    def final(self, what: str) -> None:
+        """A step of the final logging, on the progress line (see `phase`)."""
+        if self.live:
+            self.stream.write(f"\r  final logging: {what} ..."[: self.WIDTH + 1].ljust(self.WIDTH + 1))
+            self.stream.flush()
+
     def on_epoch_end(self, epoch, logs=None):
         if not self.lines:
             return

@@ -205,14 +205,17 @@ def log_model_once(run, name: str, log: Callable[[], None]) -> None:
     log()
 
 
-def run_final_steps(steps: list[tuple[str, Callable[[], None]]], done: set[str], stop: StopOnSignal) -> None:
+def run_final_steps(steps: list[tuple[str, Callable[[], None]]], done: set[str], stop: StopOnSignal,
+                    announce: Callable[[str], None] = lambda name: None) -> None:
     """The final logging as named steps, each recorded as the tag `acai.final.<name>` once in the store:
-    a rerun after a stop or a failure does what is left and repeats nothing. A signal stops between steps."""
+    a rerun after a stop or a failure does what is left and repeats nothing. A signal stops between steps;
+    `announce` is told each step as it starts (the console's progress line)."""
     for name, step in steps:
         if name in done:
             continue
         pause_for_tests(name, stop)
         stop.check(f"during the final logging (before {name})")
+        announce(name.replace("_", " "))
         step()
         mlflow.set_tag(FINAL_TAG + name, "done")
         done.add(name)
@@ -358,6 +361,7 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
                 checkpointing = Checkpointing(state, every, clock_now)
                 progress = Progress(trainer.verbose, trainer.batch_size, trainer.steps_per_eval, trainer.evaluations,
                                     evaluate_cb)
+                evaluator.announce = progress.phase  # a long evaluation shows what it is doing on a terminal
                 stop.check("during start-up")
                 phase = "training"
                 model.fit(batches, epochs=trainer.evaluations, initial_epoch=first_epoch,
@@ -376,7 +380,8 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
                                     {"acai.plateau": evaluate_cb.plateau or "unknown"})  # 'left at 81920', ...
                 steps.append(("time", lambda: mlflow.log_metric("time/final_seconds",  # plot, models, classifier
                                                                 time.perf_counter() - final_start)))
-                run_final_steps(steps, final_done, stop)
+                run_final_steps(steps, final_done, stop, progress.final)
+                progress.phase("")
             except Interrupted as e:
                 with stop.shield():
                     unmarked = end_run("KILLED")
