@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import posixpath
 import re
 import sqlite3
 import tempfile
@@ -30,6 +31,7 @@ LOCAL_SCHEMES = ("sqlite:///",)
 PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 MLFLOW_NAGS = re.compile("Add type hints to the `predict` method|An input example was not provided")
 INTERPOLATOR_CODE = Path(__file__).resolve().parents[1] / "serving" / "interpolator.py"
+CRITIC_ARTIFACT = "critic/critic.keras"
 # MLflow's SQL schema keeps a run name in runs.name, String(250), the length of its entity keys: SQLite
 # stores a longer one, PostgreSQL refuses it mid-start. Checked up front, the same for every store.
 MAX_RUN_NAME_LENGTH = MAX_ENTITY_KEY_LENGTH
@@ -283,6 +285,23 @@ def log_classifier(classifier) -> None:
         path = Path(tmp) / "latent_classifier.keras"
         classifier.save(path)
         mlflow.log_artifact(str(path), "latent_classifier")
+
+
+def log_critic(regularizer) -> None:
+    """The adversary as `critic/critic.keras` when it judges decoded images (ACAI's critic, whose
+    `judge_interpolations` scores frames), so `src/explore.py` can show its estimate of α along a path.
+    Its head is the registered `acai>MeanOverFeatures`: load it with safe_mode after importing
+    `acai.networks.layers` (`acai.tracking.loading.register_custom_layers`)."""
+    critic = getattr(regularizer, "adversary", None)
+    if critic is None:
+        return
+    probe = np.zeros((1, *critic.input_shape[1:]), np.float32)
+    if regularizer.judge_interpolations(probe) is None:  # an adversary on latents (AAE) judges no images
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / posixpath.basename(CRITIC_ARTIFACT)
+        critic.save(path)
+        mlflow.log_artifact(str(path), posixpath.dirname(CRITIC_ARTIFACT))
 
 
 def requirements() -> list[str]:

@@ -36,6 +36,7 @@ from acai.tracking.mlflow_run import (
     is_remote,
     log_classifier,
     log_config,
+    log_critic,
     log_interpolator,
     log_keras_model,
     open_experiment,
@@ -440,4 +441,5 @@ def final_steps(run, model, evaluator, dataset, tracking, metrics: dict[str, flo
                       lambda: log_model_once(run, "interpolator", lambda: log_interpolator(export()))))
         if model.classifier is not None:
             steps.append(("classifier", lambda: log_classifier(model.classifier)))
+        steps.append(("critic", lambda: log_critic(model.regularizer)))
     return steps
