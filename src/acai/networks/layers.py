@@ -1,5 +1,6 @@
 """Small building blocks. What the logged autoencoder holds is built-in Keras only, so it loads with
-Keras' safe mode on in a process that never imported this project (the critic's head is never logged)."""
+Keras' safe mode on in a process that never imported this project; the critic, logged for the explorer,
+needs this module imported for its head (`MeanOverFeatures`)."""
 
 from __future__ import annotations
 
