@@ -37,7 +37,8 @@ for line in sys.stdin.buffer:
 """
 
 # absl: "Sharding callback duration" at checkpoints; tensorflow: MirroredStrategy's "Collective all_reduce" notes
-QUIET_LOGGERS = ("absl", "tensorflow", "mlflow.store.db.utils", "alembic.runtime.migration")
+QUIET_LOGGERS = ("absl", "tensorflow", "mlflow.store.db.utils", "alembic.runtime.migration",
+                 "mlflow.system_metrics")  # + its start/stop notes at every run
 
 
 def quiet_loggers() -> None:
