@@ -9,7 +9,7 @@ from keras import ops
 from acai.data.lines import Lines
 from acai.networks.conv import ConvArchitecture
 from acai.networks.mlp import MlpArchitecture
-from acai.regularizers.aae import Aae
+from acai.regularizers.aae import Aae, sigmoid_ce
 from acai.regularizers.acai import Acai
 from acai.regularizers.base import Step
 from acai.regularizers.denoising import Denoising
@@ -95,6 +95,60 @@ def test_aae_discriminator_loss_responds_to_prior_versus_latent():
     logit_far = reg.adversary(far).numpy().mean()
     logit_prior = reg.adversary(np.random.default_rng(0).normal(size=far.shape).astype(np.float32)).numpy().mean()
     assert logit_prior > 0 > logit_far
+
+
+def aae_step_after(model, steps: int, batch):
+    """compute_losses as the step sees it after `steps` updates (the AE optimizer's iteration count)."""
+    model.optimizer.iterations.assign(steps)
+    return model.compute_losses(*batch)
+
+
+def fooled_loss(model, x) -> float:
+    """The unweighted AE adversarial term: its codes labelled 'prior' by the discriminator."""
+    return float(sigmoid_ce(model.adversary(model.encode(x, training=True)), 1.0))
+
+
+def test_aae_warmup_ramps_the_adversarial_weight_from_zero_while_the_discriminator_trains(batch):
+    """`warmup_samples`: the AE's adversarial weight is 0 at the first step, grows linearly with the images
+    trained on (iterations x batch) and is `weight` from the end of the warm-up on; the discriminator's own
+    loss is there from the first step. Also under tf.function with XLA, where the count is a variable."""
+    x, _ = batch
+    model = make(Aae(weight=2.0, warmup_samples=40 * len(x)), MlpArchitecture(latent_dim=16, hidden=[32]))
+    assert "adversarial_weight" in model.regularizer.metric_names()
+    first = aae_step_after(model, 0, batch)
+    assert float(first["adversarial_weight"]) == 0.0 and float(first["adversarial"]) == 0.0
+    assert float(first["adversary"]) > 0  # the discriminator learns during the warm-up
+    assert float(first["loss"]) == pytest.approx(float(first["likelihood"]), rel=1e-6)
+    compiled = tf.function(model.compute_losses, jit_compile=True)
+    for steps, weight in [(10, 0.5), (20, 1.0), (30, 1.5), (40, 2.0), (400, 2.0)]:
+        model.optimizer.iterations.assign(steps)
+        for losses in (model.compute_losses(*batch), compiled(*batch)):
+            assert float(losses["adversarial_weight"]) == pytest.approx(weight, rel=1e-6)
+            assert float(losses["adversarial"]) == pytest.approx(weight * fooled_loss(model, x), rel=1e-4)
+
+
+def test_aae_default_has_no_warmup_and_the_full_weight_from_the_first_step(batch):
+    """Off by default: the reference's step, the same at every iteration and with no extra metric."""
+    x, _ = batch
+    assert Aae().warmup_samples == 0
+    model = make(Aae(weight=2.0), MlpArchitecture(latent_dim=16, hidden=[32]))
+    assert model.regularizer.metric_names() == ("adversarial", "disc_latent", "disc_prior", "disc_accuracy")
+    for steps in (0, 1000):
+        losses = aae_step_after(model, steps, batch)
+        assert "adversarial_weight" not in losses
+        assert float(losses["adversarial"]) == pytest.approx(2.0 * fooled_loss(model, x), rel=1e-4)
+        assert float(losses["adversarial"]) > 0
+
+
+def test_the_step_counts_the_images_trained_on(batch):
+    """Step.samples, what a schedule reads, is the AE optimizer's iterations times the batch: 0 before the
+    first update, one batch more after each `fit` step."""
+    model = make(Aae(warmup_samples=10**6), MlpArchitecture(latent_dim=16, hidden=[32]))
+    x, y = batch
+    assert float(model.samples_seen(x)) == 0.0
+    model.fit(x, y, batch_size=len(x) // 2, epochs=1, verbose=0, shuffle=False)
+    assert int(model.optimizer.iterations) == 2
+    assert float(model.samples_seen(x[: len(x) // 2])) == len(x)
 
 
 def test_vq_codes_are_codebook_members_and_ema_moves_used_codes():

@@ -120,7 +120,8 @@ class Autoencoder(keras.Model):
         reconstruction = raw if self.output_head is None else self.output_head(raw)
         losses = {"reconstruction": mse(x, reconstruction), "likelihood": reg.reconstruction_loss(x, raw)}
         step = Step(x=x, latent=latent, reconstruction=reconstruction,
-                    decode=lambda z: self.decode(z, training=True), random=self.random)
+                    decode=lambda z: self.decode(z, training=True), random=self.random,
+                    samples=self.samples_seen(x))
         adv_terms, adversary_loss, diagnostics = reg.adversary_losses(step)
         losses["loss"] = losses["likelihood"] + sum(terms.values()) + sum(adv_terms.values())
         losses["adversary"] = adversary_loss
@@ -134,6 +135,15 @@ class Autoencoder(keras.Model):
         losses.update(bottleneck_diagnostics)
         losses.update(diagnostics)
         return losses
+
+    def samples_seen(self, x) -> tf.Tensor:
+        """Images trained on before this batch: the AE optimizer's step count (restored with a checkpoint,
+        the same on every replica) times the global batch (this replica's slice x the replicas)."""
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is None:  # not compiled: no step taken yet
+            return ops.zeros((), "float32")
+        global_batch = ops.cast(ops.shape(x)[0] * self.replicas, "float32")
+        return ops.cast(optimizer.iterations, "float32") * global_batch
 
     def classifier_latent(self, x, encoder_input, latent):
         """What the latent classifier trains on: the code of the *clean* input, as it is evaluated.
