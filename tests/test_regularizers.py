@@ -7,6 +7,7 @@ import tensorflow as tf
 from keras import ops
 
 from acai.data.lines import Lines
+from acai.errors import ConfigError
 from acai.networks.conv import ConvArchitecture
 from acai.networks.mlp import MlpArchitecture
 from acai.regularizers.aae import Aae, sigmoid_ce
@@ -97,7 +98,7 @@ def test_aae_discriminator_loss_responds_to_prior_versus_latent():
     assert logit_prior > 0 > logit_far
 
 
-def aae_step_after(model, steps: int, batch):
+def losses_after(model, steps: int, batch):
     """compute_losses as the step sees it after `steps` updates (the AE optimizer's iteration count)."""
     model.optimizer.iterations.assign(steps)
     return model.compute_losses(*batch)
@@ -115,7 +116,7 @@ def test_aae_warmup_ramps_the_adversarial_weight_from_zero_while_the_discriminat
     x, _ = batch
     model = make(Aae(weight=2.0, warmup_samples=40 * len(x)), MlpArchitecture(latent_dim=16, hidden=[32]))
     assert "adversarial_weight" in model.regularizer.metric_names()
-    first = aae_step_after(model, 0, batch)
+    first = losses_after(model, 0, batch)
     assert float(first["adversarial_weight"]) == 0.0 and float(first["adversarial"]) == 0.0
     assert float(first["adversary"]) > 0  # the discriminator learns during the warm-up
     assert float(first["loss"]) == pytest.approx(float(first["likelihood"]), rel=1e-6)
@@ -134,7 +135,7 @@ def test_aae_default_has_no_warmup_and_the_full_weight_from_the_first_step(batch
     model = make(Aae(weight=2.0), MlpArchitecture(latent_dim=16, hidden=[32]))
     assert model.regularizer.metric_names() == ("adversarial", "disc_latent", "disc_prior", "disc_accuracy")
     for steps in (0, 1000):
-        losses = aae_step_after(model, steps, batch)
+        losses = losses_after(model, steps, batch)
         assert "adversarial_weight" not in losses
         assert float(losses["adversarial"]) == pytest.approx(2.0 * fooled_loss(model, x), rel=1e-4)
         assert float(losses["adversarial"]) > 0
@@ -149,6 +150,38 @@ def test_the_step_counts_the_images_trained_on(batch):
     model.fit(x, y, batch_size=len(x) // 2, epochs=1, verbose=0, shuffle=False)
     assert int(model.optimizer.iterations) == 2
     assert float(model.samples_seen(x[: len(x) // 2])) == len(x)
+
+
+def corrupted(reg, x, samples) -> np.ndarray:
+    """The encoder input of a denoising step, from a fresh seeded draw (the same noise every call)."""
+    return reg.corrupt(tf.constant(x), BatchRandom(keras.random.SeedGenerator(0), replicas=1), samples).numpy()
+
+
+def test_denoising_warmup_ramps_the_noise_from_zero_and_the_default_is_the_reference(batch):
+    x = batch[0].numpy()
+    noise = corrupted(Denoising(noise=1.0), x, 0.0) - x  # the reference: full noise from the first step
+    assert noise.std() == pytest.approx(1.0, rel=0.05)
+    np.testing.assert_array_equal(corrupted(Denoising(noise=1.0), x, 1e6) - x, noise)
+    ramped = Denoising(noise=1.0, warmup_samples=1000)
+    np.testing.assert_array_equal(corrupted(ramped, x, 0.0), x)  # clean inputs at the first step
+    np.testing.assert_allclose(corrupted(ramped, x, 250.0) - x, 0.25 * noise, atol=1e-5)
+    np.testing.assert_allclose(corrupted(ramped, x, 1000.0) - x, noise, atol=1e-5)
+    np.testing.assert_allclose(corrupted(ramped, x, 5000.0) - x, noise, atol=1e-5)
+    with pytest.raises(ConfigError, match="warmup_samples"):
+        Denoising(warmup_samples=-1)
+    with pytest.raises(ConfigError, match="warmup_samples"):
+        Aae(warmup_samples=-1)
+
+
+def test_denoising_warmup_follows_the_training_step_count(batch):
+    """Through the step: clean encoder input at iteration 0 (the loss is the plain AE's), noisy after."""
+    model = make(Denoising(noise=1.0, warmup_samples=4 * len(batch[0])), MlpArchitecture(latent_dim=16, hidden=[32]))
+    plain = make(PlainAutoencoder(), MlpArchitecture(latent_dim=16, hidden=[32]))
+    first = losses_after(model, 0, batch)
+    assert float(first["reconstruction"]) == pytest.approx(float(plain.compute_losses(*batch)["reconstruction"]),
+                                                           rel=1e-6)
+    assert float(losses_after(model, 4, batch)["reconstruction"]) != pytest.approx(float(first["reconstruction"]),
+                                                                                    rel=1e-3)
 
 
 def test_vq_codes_are_codebook_members_and_ema_moves_used_codes():

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import keras
 from keras import ops
 
+from acai.errors import ConfigError
 from acai.networks.layers import lrelu
 from acai.regularizers.base import Regularizer
 
@@ -33,6 +34,10 @@ class Aae(Regularizer):
     disc_layer_sizes: list[int] = field(default_factory=lambda: [100, 100])
     weight: float = 1.0
     warmup_samples: int = 0
+
+    def __post_init__(self) -> None:
+        if self.warmup_samples < 0:
+            raise ConfigError("regularizer.warmup_samples", self.warmup_samples, "must be >= 0")
 
     def build(self, arch, image_shape, latent_shape, optimizer):
         super().build(arch, image_shape, latent_shape, optimizer)

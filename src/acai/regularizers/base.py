@@ -88,8 +88,8 @@ class Regularizer:
         return None
 
     # ---- the training step's hooks ----
-    def corrupt(self, x: tf.Tensor, random: BatchRandom) -> tf.Tensor:
-        """The encoder's training input (denoising adds noise); targets stay clean."""
+    def corrupt(self, x: tf.Tensor, random: BatchRandom, samples: tf.Tensor | float = 0.0) -> tf.Tensor:
+        """The encoder's training input (denoising adds noise); targets stay clean. `samples`: as `Step`'s."""
         return x
 
     def bottleneck(self, features: tf.Tensor, random: BatchRandom

@@ -113,7 +113,8 @@ class Autoencoder(keras.Model):
     def compute_losses(self, x, y):
         """One forward pass: every loss and diagnostic of the step, in a dict."""
         reg = self.regularizer
-        encoder_input = reg.corrupt(x, self.random)
+        samples = self.samples_seen(x)
+        encoder_input = reg.corrupt(x, self.random, samples)
         features = self.encoder(encoder_input, training=True)
         latent, code, terms, bottleneck_diagnostics = reg.bottleneck(features, self.random)
         raw = self.decoder(code, training=True)
@@ -121,7 +122,7 @@ class Autoencoder(keras.Model):
         losses = {"reconstruction": mse(x, reconstruction), "likelihood": reg.reconstruction_loss(x, raw)}
         step = Step(x=x, latent=latent, reconstruction=reconstruction,
                     decode=lambda z: self.decode(z, training=True), random=self.random,
-                    samples=self.samples_seen(x))
+                    samples=samples)
         adv_terms, adversary_loss, diagnostics = reg.adversary_losses(step)
         losses["loss"] = losses["likelihood"] + sum(terms.values()) + sum(adv_terms.values())
         losses["adversary"] = adversary_loss
