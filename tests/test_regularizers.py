@@ -128,6 +128,21 @@ def test_aae_delay_keeps_the_adversarial_term_off_while_the_discriminator_trains
             assert float(losses["adversarial"]) == pytest.approx(weight * fooled_loss(model, x), rel=1e-4)
 
 
+def test_aae_ramp_after_the_delay_grows_the_weight_linearly(batch):
+    """`ramp_samples`: after the delay the weight grows linearly to `weight` instead of in one step."""
+    x, _ = batch
+    model = make(Aae(weight=2.0, delay_samples=40 * len(x), ramp_samples=20 * len(x)),
+                 MlpArchitecture(latent_dim=16, hidden=[32]))
+    compiled = tf.function(model.compute_losses, jit_compile=True)
+    for steps, weight in [(0, 0.0), (39, 0.0), (40, 0.0), (45, 0.5), (50, 1.0), (60, 2.0), (600, 2.0)]:
+        model.optimizer.iterations.assign(steps)
+        losses = compiled(*batch)
+        assert float(losses["adversarial_weight"]) == pytest.approx(weight, abs=1e-6)
+        assert float(losses["adversarial"]) == pytest.approx(weight * fooled_loss(model, x), rel=1e-4, abs=1e-7)
+    with pytest.raises(ConfigError, match="ramp_samples"):
+        Aae(ramp_samples=-1)
+
+
 def test_aae_default_has_no_delay_and_the_full_weight_from_the_first_step(batch):
     """Off by default: the reference's step, the same at every iteration and with no extra metric."""
     x, _ = batch
