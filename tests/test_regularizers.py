@@ -7,9 +7,10 @@ import tensorflow as tf
 from keras import ops
 
 from acai.data.lines import Lines
+from acai.errors import ConfigError
 from acai.networks.conv import ConvArchitecture
 from acai.networks.mlp import MlpArchitecture
-from acai.regularizers.aae import Aae
+from acai.regularizers.aae import Aae, sigmoid_ce
 from acai.regularizers.acai import Acai
 from acai.regularizers.base import Step
 from acai.regularizers.denoising import Denoising
@@ -95,6 +96,107 @@ def test_aae_discriminator_loss_responds_to_prior_versus_latent():
     logit_far = reg.adversary(far).numpy().mean()
     logit_prior = reg.adversary(np.random.default_rng(0).normal(size=far.shape).astype(np.float32)).numpy().mean()
     assert logit_prior > 0 > logit_far
+
+
+def losses_after(model, steps: int, batch):
+    """compute_losses as the step sees it after `steps` updates (the AE optimizer's iteration count)."""
+    model.optimizer.iterations.assign(steps)
+    return model.compute_losses(*batch)
+
+
+def fooled_loss(model, x) -> float:
+    """The unweighted AE adversarial term: its codes labelled 'prior' by the discriminator."""
+    return float(sigmoid_ce(model.adversary(model.encode(x, training=True)), 1.0))
+
+
+def test_aae_delay_keeps_the_adversarial_term_off_while_the_discriminator_trains(batch):
+    """`delay_samples`: the AE's adversarial weight is 0 until that many images (iterations x batch) have
+    been trained on, then `weight`; the discriminator's own loss is there from the first step. Also under
+    tf.function with XLA, where the count is read from the optimizer's variable."""
+    x, _ = batch
+    model = make(Aae(weight=2.0, delay_samples=40 * len(x)), MlpArchitecture(latent_dim=16, hidden=[32]))
+    assert "adversarial_weight" in model.regularizer.metric_names()
+    first = losses_after(model, 0, batch)
+    assert float(first["adversarial_weight"]) == 0.0 and float(first["adversarial"]) == 0.0
+    assert float(first["adversary"]) > 0  # the discriminator learns during the delay
+    assert float(first["loss"]) == pytest.approx(float(first["likelihood"]), rel=1e-6)
+    compiled = tf.function(model.compute_losses, jit_compile=True)
+    for steps, weight in [(10, 0.0), (39, 0.0), (40, 2.0), (41, 2.0), (400, 2.0)]:
+        model.optimizer.iterations.assign(steps)
+        for losses in (model.compute_losses(*batch), compiled(*batch)):
+            assert float(losses["adversarial_weight"]) == weight
+            assert float(losses["adversarial"]) == pytest.approx(weight * fooled_loss(model, x), rel=1e-4)
+
+
+def test_aae_ramp_after_the_delay_grows_the_weight_linearly(batch):
+    """`ramp_samples`: after the delay the weight grows linearly to `weight` instead of in one step."""
+    x, _ = batch
+    model = make(Aae(weight=2.0, delay_samples=40 * len(x), ramp_samples=20 * len(x)),
+                 MlpArchitecture(latent_dim=16, hidden=[32]))
+    compiled = tf.function(model.compute_losses, jit_compile=True)
+    for steps, weight in [(0, 0.0), (39, 0.0), (40, 0.0), (45, 0.5), (50, 1.0), (60, 2.0), (600, 2.0)]:
+        model.optimizer.iterations.assign(steps)
+        losses = compiled(*batch)
+        assert float(losses["adversarial_weight"]) == pytest.approx(weight, abs=1e-6)
+        assert float(losses["adversarial"]) == pytest.approx(weight * fooled_loss(model, x), rel=1e-4, abs=1e-7)
+    with pytest.raises(ConfigError, match="ramp_samples"):
+        Aae(ramp_samples=-1)
+
+
+def test_aae_default_has_no_delay_and_the_full_weight_from_the_first_step(batch):
+    """Off by default: the reference's step, the same at every iteration and with no extra metric."""
+    x, _ = batch
+    assert Aae().delay_samples == 0
+    model = make(Aae(weight=2.0), MlpArchitecture(latent_dim=16, hidden=[32]))
+    assert model.regularizer.metric_names() == ("adversarial", "disc_latent", "disc_prior", "disc_accuracy")
+    for steps in (0, 1000):
+        losses = losses_after(model, steps, batch)
+        assert "adversarial_weight" not in losses
+        assert float(losses["adversarial"]) == pytest.approx(2.0 * fooled_loss(model, x), rel=1e-4)
+        assert float(losses["adversarial"]) > 0
+
+
+def test_the_step_counts_the_images_trained_on(batch):
+    """Step.samples, what a schedule reads, is the AE optimizer's iterations times the batch: 0 before the
+    first update, one batch more after each `fit` step."""
+    model = make(Aae(delay_samples=10**6), MlpArchitecture(latent_dim=16, hidden=[32]))
+    x, y = batch
+    assert float(model.samples_seen(x)) == 0.0
+    model.fit(x, y, batch_size=len(x) // 2, epochs=1, verbose=0, shuffle=False)
+    assert int(model.optimizer.iterations) == 2
+    assert float(model.samples_seen(x[: len(x) // 2])) == len(x)
+
+
+def corrupted(reg, x, samples) -> np.ndarray:
+    """The encoder input of a denoising step, from a fresh seeded draw (the same noise every call)."""
+    return reg.corrupt(tf.constant(x), BatchRandom(keras.random.SeedGenerator(0), replicas=1), samples).numpy()
+
+
+def test_denoising_warmup_ramps_the_noise_from_zero_and_the_default_is_the_reference(batch):
+    x = batch[0].numpy()
+    noise = corrupted(Denoising(noise=1.0), x, 0.0) - x  # the reference: full noise from the first step
+    assert noise.std() == pytest.approx(1.0, rel=0.05)
+    np.testing.assert_array_equal(corrupted(Denoising(noise=1.0), x, 1e6) - x, noise)
+    ramped = Denoising(noise=1.0, warmup_samples=1000)
+    np.testing.assert_array_equal(corrupted(ramped, x, 0.0), x)  # clean inputs at the first step
+    np.testing.assert_allclose(corrupted(ramped, x, 250.0) - x, 0.25 * noise, atol=1e-5)
+    np.testing.assert_allclose(corrupted(ramped, x, 1000.0) - x, noise, atol=1e-5)
+    np.testing.assert_allclose(corrupted(ramped, x, 5000.0) - x, noise, atol=1e-5)
+    with pytest.raises(ConfigError, match="warmup_samples"):
+        Denoising(warmup_samples=-1)
+    with pytest.raises(ConfigError, match="delay_samples"):
+        Aae(delay_samples=-1)
+
+
+def test_denoising_warmup_follows_the_training_step_count(batch):
+    """Through the step: clean encoder input at iteration 0 (the loss is the plain AE's), noisy after."""
+    model = make(Denoising(noise=1.0, warmup_samples=4 * len(batch[0])), MlpArchitecture(latent_dim=16, hidden=[32]))
+    plain = make(PlainAutoencoder(), MlpArchitecture(latent_dim=16, hidden=[32]))
+    first = losses_after(model, 0, batch)
+    assert float(first["reconstruction"]) == pytest.approx(float(plain.compute_losses(*batch)["reconstruction"]),
+                                                           rel=1e-6)
+    assert float(losses_after(model, 4, batch)["reconstruction"]) != pytest.approx(float(first["reconstruction"]),
+                                                                                    rel=1e-3)
 
 
 def test_vq_codes_are_codebook_members_and_ema_moves_used_codes():

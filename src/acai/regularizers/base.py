@@ -30,6 +30,9 @@ class Step:
     reconstruction: tf.Tensor
     decode: Callable[[tf.Tensor], tf.Tensor]
     random: BatchRandom
+    # images the autoencoder has trained on before this batch (its optimizer's iterations x the global
+    # batch), a float32 tensor inside the step: what a schedule over training (AAE's warm-up) reads
+    samples: tf.Tensor | float = 0.0
 
 
 def mse(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
@@ -85,8 +88,8 @@ class Regularizer:
         return None
 
     # ---- the training step's hooks ----
-    def corrupt(self, x: tf.Tensor, random: BatchRandom) -> tf.Tensor:
-        """The encoder's training input (denoising adds noise); targets stay clean."""
+    def corrupt(self, x: tf.Tensor, random: BatchRandom, samples: tf.Tensor | float = 0.0) -> tf.Tensor:
+        """The encoder's training input (denoising adds noise); targets stay clean. `samples`: as `Step`'s."""
         return x
 
     def bottleneck(self, features: tf.Tensor, random: BatchRandom

@@ -113,14 +113,16 @@ class Autoencoder(keras.Model):
     def compute_losses(self, x, y):
         """One forward pass: every loss and diagnostic of the step, in a dict."""
         reg = self.regularizer
-        encoder_input = reg.corrupt(x, self.random)
+        samples = self.samples_seen(x)
+        encoder_input = reg.corrupt(x, self.random, samples)
         features = self.encoder(encoder_input, training=True)
         latent, code, terms, bottleneck_diagnostics = reg.bottleneck(features, self.random)
         raw = self.decoder(code, training=True)
         reconstruction = raw if self.output_head is None else self.output_head(raw)
         losses = {"reconstruction": mse(x, reconstruction), "likelihood": reg.reconstruction_loss(x, raw)}
         step = Step(x=x, latent=latent, reconstruction=reconstruction,
-                    decode=lambda z: self.decode(z, training=True), random=self.random)
+                    decode=lambda z: self.decode(z, training=True), random=self.random,
+                    samples=samples)
         adv_terms, adversary_loss, diagnostics = reg.adversary_losses(step)
         losses["loss"] = losses["likelihood"] + sum(terms.values()) + sum(adv_terms.values())
         losses["adversary"] = adversary_loss
@@ -134,6 +136,15 @@ class Autoencoder(keras.Model):
         losses.update(bottleneck_diagnostics)
         losses.update(diagnostics)
         return losses
+
+    def samples_seen(self, x) -> tf.Tensor:
+        """Images trained on before this batch: the AE optimizer's step count (restored with a checkpoint,
+        the same on every replica) times the global batch (this replica's slice x the replicas)."""
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is None:  # not compiled: no step taken yet
+            return ops.zeros((), "float32")
+        global_batch = ops.cast(ops.shape(x)[0] * self.replicas, "float32")
+        return ops.cast(optimizer.iterations, "float32") * global_batch
 
     def classifier_latent(self, x, encoder_input, latent):
         """What the latent classifier trains on: the code of the *clean* input, as it is evaluated.
