@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from test_sweep import ENV, TINY, TRAIN, store, tail
+from test_sweep import ENV, EVAL_STEPS, TINY, TRAIN, store, tail
 from tracking_server import MlflowServer
 
 pytestmark = pytest.mark.slow  # a training sweep, a server and a browser
@@ -163,3 +163,75 @@ def test_a_summary_metric_can_be_added_as_a_column(sweep, ui, browser, shots):
     assert header.find_elements("xpath", "./ancestor::*[contains(@class, 'ag-header')]"), "not a column header"
     browser.execute_script("arguments[0].scrollIntoView({block: 'center', inline: 'center'});", header)
     screenshot(browser, shots, "columns")
+
+
+def run_page(sweep, ui: str, name: str, tab: str = "") -> str:
+    experiment, runs = sweep[1], sweep[2]
+    return f"{ui}/#/experiments/{experiment.experiment_id}/runs/{runs[name].info.run_id}{tab}?{CLASSIC}"
+
+
+def test_a_runs_eval_charts_and_its_image_grids_at_the_evaluation_steps(sweep, ui, browser, shots):
+    browser.get(run_page(sweep, ui, CHILDREN[0], "/model-metrics"))
+    for chart in ("reconstruction_error", "mean_distance", "smoothness"):  # eval/* against samples (the step)
+        wait_for(browser, chart)
+    close_assistant(browser)
+    screenshot(browser, shots, "charts")
+    search = wait_for_input(browser, "Search metric charts")
+    search.send_keys("reconstructions")
+    wait_for(browser, "interpolations")
+    wait_for(browser, "No image logged at this step")  # the slider starts at step 0, before any evaluation
+    steps = [e for e in browser.find_elements("css selector", "input") if e.is_displayed()
+             and e.get_attribute("value") == "0"]
+    assert len(steps) == 2, "one step box per image grid (reconstructions, interpolations)"
+    for box in steps:
+        box.send_keys("\ue009a")  # Ctrl+A
+        box.send_keys(str(EVAL_STEPS[-1]) + "\ue004")  # the last evaluation's step, Tab (applied on leaving)
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, WAIT).until(
+        lambda d: "No image logged at this step" not in page_text(d)
+        and sum(e.is_displayed() and e.get_attribute("naturalWidth") not in (None, "0")
+                for e in d.find_elements("css selector", "img")) >= 2,
+        f"no image grids at step {EVAL_STEPS[-1]}")
+    for image in browser.find_elements("css selector", "img"):  # below the run's parameters, inside the card
+        if image.is_displayed():
+            browser.execute_script("arguments[0].scrollIntoView({block: 'end'});", image)
+    screenshot(browser, shots, "images")
+
+
+def wait_for_input(driver, placeholder: str):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT).until(
+        lambda d: next((e for e in d.find_elements("css selector", f"input[placeholder='{placeholder}']")
+                        if e.is_displayed()), False), f"no input {placeholder!r}")
+
+
+def test_a_runs_models_and_latent_classifier(sweep, ui, browser, shots):
+    browser.get(run_page(sweep, ui, CHILDREN[0]))
+    wait_for(browser, "Models")
+    close_assistant(browser)
+    wait_for(browser, "interpolator")  # the logged models (MLflow 3's LoggedModels) are listed by name
+    screenshot(browser, shots, "models")
+    browser.get(run_page(sweep, ui, CHILDREN[0], "/artifacts"))
+    click(browser, wait_for(browser, "latent_classifier"))
+    wait_for(browser, "latent_classifier.keras")
+
+
+def test_the_sweeps_parent_holds_its_report_and_learning_curves(sweep, ui, browser, shots):
+    parent = sweep[3]
+    browser.get(run_page(sweep, ui, parent.info.run_name, "/artifacts"))
+    browser.refresh()  # coming from another run's artifacts, MLflow 3.17 shows "No Artifacts Recorded" until a reload
+    click(browser, wait_for(browser, "summary"))
+    click(browser, wait_for(browser, "report.md"))
+    wait_for(browser, "Mean Distance (x10^-3)", exact=False)  # the markdown, rendered
+    close_assistant(browser)
+    screenshot(browser, shots, "summary")
+    click(browser, wait_for(browser, "learning_curves.png"))
+    wait_for(browser, "summary/learning_curves.png")  # the preview's title
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, WAIT).until(
+        lambda d: any(e.is_displayed() and int(e.get_attribute("naturalWidth") or 0) > 200
+                      for e in d.find_elements("css selector", "img")), "learning_curves.png is not shown")
+    screenshot(browser, shots, "learning-curves")
