@@ -208,10 +208,11 @@ def wait_for_input(driver, placeholder: str):
 
 
 def test_a_runs_models_and_latent_classifier(sweep, ui, browser, shots):
-    browser.get(run_page(sweep, ui, CHILDREN[0]))
-    wait_for(browser, "Models")
+    experiment = sweep[1]
+    browser.get(f"{ui}/#/experiments/{experiment.experiment_id}/models?{CLASSIC}")  # the experiment's Models tab
+    for text in ("Model name", "Source run", "interpolator", "model", CHILDREN[0]):  # each run's two LoggedModels
+        wait_for(browser, text)
     close_assistant(browser)
-    wait_for(browser, "interpolator")  # the logged models (MLflow 3's LoggedModels) are listed by name
     screenshot(browser, shots, "models")
     browser.get(run_page(sweep, ui, CHILDREN[0], "/artifacts"))
     click(browser, wait_for(browser, "latent_classifier"))
