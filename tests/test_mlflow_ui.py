@@ -17,9 +17,12 @@ from mlflow.tracking import MlflowClient
 from test_sweep import ENV, EVAL_STEPS, TINY, TRAIN, store, tail
 from tracking_server import MlflowServer
 
-pytestmark = pytest.mark.slow  # a training sweep, a server and a browser
-
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+pytestmark = [pytest.mark.slow,  # a training sweep, a server and a browser
+              pytest.mark.skipif(not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()),
+                                 reason="needs Debian's chromium and chromium-driver (/usr/bin/chromium, "
+                                        "/usr/bin/chromedriver): apt-get install chromium chromium-driver")]
+webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium: pip install -e '.[dev]'")
 CLASSIC = "workflowType=machine_learning"
 WAIT = 90  # seconds for a page to render on a loaded 2-core machine
 CHILDREN = ["acai-lines-mlp-z64-s0", "none-lines-mlp-z64-s0"]
@@ -52,9 +55,6 @@ def ui(sweep):
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     """Headless Chromium, 1400x900, with a fresh profile (so MLflow's stored view choice starts at its default)."""
-    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
-        pytest.skip("needs Debian's chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver)")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (the dev extra)")
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
