@@ -29,7 +29,12 @@ def test_default_console_of_a_run(tmp_path):
     run_id = re.search(r"^Run acai-lines-conv-z64-s0  id ([0-9a-f]{32})  experiment 'smoke'$", lines[0], re.M)[1]
     assert lines[1].split() == ["store", f"sqlite:///{tmp_path}/mlflow.db"]
     assert lines[2].split() == ["artifacts", f"{tmp_path}/mlruns/{run_id}/artifacts"]
-    assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path}/mlflow.db" in lines[4]
+    assert lines[4].split() == ["browse", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    from mlflow.tracking import MlflowClient
+
+    experiment_id = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(run_id).info.experiment_id
+    page = f"http://127.0.0.1:5000/#/experiments/{experiment_id}?workflowType=machine_learning"
+    assert lines[5].split() == ["then", page]  # the classic runs table, not the GenAI view
     evals = [line for line in lines if line.startswith("eval ")]
     assert [e.split("  ")[:2] for e in evals] == [["eval 1/3", "32 samples"], ["eval 2/3", "64 samples"],
                                                   ["eval 3/3", "96 samples"]]

@@ -106,8 +106,11 @@ def metrics_line(metrics: dict[str, float], shown=SHOWN) -> str:
 
 def header(run, experiment: str, uri: str, artifacts: str, samples: int, eval_every: int, evaluations: int) -> str:
     """What runs where, and how to look at it, printed once the MLflow run exists."""
-    browse = (f"open {uri}" if uri.startswith(("http://", "https://"))
-              else f"mlflow ui --backend-store-uri {uri}   (then http://127.0.0.1:5000)")
+    # ?workflowType=machine_learning: MLflow 3's UI would open the experiment in its GenAI (traces) view, which
+    # shows no runs table; the experiment tag `mlflow.experimentKind` does not switch it, this parameter does
+    page = f"#/experiments/{run.info.experiment_id}?workflowType=machine_learning"
+    browse = (f"{uri.rstrip('/')}/{page}" if uri.startswith(("http://", "https://"))
+              else f"mlflow ui --backend-store-uri {uri}\n             then http://127.0.0.1:5000/{page}")
     return (f"Run {run.info.run_name}  id {run.info.run_id}  experiment {experiment!r}\n"
             f"  store      {uri}\n"
             f"  artifacts  {artifacts.removeprefix('file://')}\n"

@@ -30,6 +30,9 @@ from acai.locks import store_lock
 LOCAL_SCHEMES = ("sqlite:///",)
 PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 MLFLOW_NAGS = re.compile("Add type hints to the `predict` method|An input example was not provided")
+# What MLflow versions that read it take for the experiment's kind (training, not GenAI); 3.17's UI opens
+# the view from its own setting instead, which the run header's `?workflowType=machine_learning` link sets
+EXPERIMENT_KIND = "mlflow.experimentKind"
 INTERPOLATOR_CODE = Path(__file__).resolve().parents[1] / "serving" / "interpolator.py"
 CRITIC_ARTIFACT = "critic/critic.keras"
 # MLflow's SQL schema keeps a run name in runs.name, String(250), the length of its entity keys: SQLite
@@ -212,7 +215,8 @@ def _open_experiment(cfg: TrackingConfig, uri: str) -> str:
         experiment = client.get_experiment_by_name(cfg.experiment)
         if experiment is None:
             try:
-                return client.create_experiment(cfg.experiment, artifact_location=artifact_root(cfg, uri))
+                return client.create_experiment(cfg.experiment, artifact_location=artifact_root(cfg, uri),
+                                                tags={EXPERIMENT_KIND: "custom_model_development"})
             except MlflowException:  # created by a parallel job meanwhile
                 experiment = client.get_experiment_by_name(cfg.experiment)
         if experiment.lifecycle_stage == "deleted":
