@@ -188,7 +188,7 @@ def load_runs(client: MlflowClient, experiment_id: str, filter_string: str | Non
     usable = [r for r in training if all(p in r.data.params for p in GROUP_PARAMS.values())]
     notes = [note] if (note := unfinished_note(client, experiment_id, sweep)) else []
     if reports:
-        notes.append(f"left out {len(reports)} report or sweep-summary run(s)")
+        notes.append(f"left out {len(reports)} report run(s)")
     if len(usable) < len(training):
         names = ", ".join(sorted(r.info.run_name or r.info.run_id for r in training if r not in usable)[:5])
         notes.append(f"left out {len(training) - len(usable)} run(s) without the params "

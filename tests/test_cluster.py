@@ -31,7 +31,16 @@ def sweep(tmp_path, launcher: list[str], env: dict[str, str]) -> tuple[list, flo
     logs = "\n".join(p.read_text(errors="replace")[-1500:] for p in (tmp_path / "multirun").rglob("*.err"))
     assert done.returncode == 0, done.stderr[-3000:] + logs
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    return client.search_runs([client.get_experiment_by_name("smoke").experiment_id]), seconds
+    return jobs_of(client), seconds
+
+
+def jobs_of(client: MlflowClient) -> list:
+    """The jobs' runs, each a child of the sweep's one parent run (which holds the summary, not a result)."""
+    every = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
+    parents = [r for r in every if "acai.sweep_parent" in r.data.tags]
+    jobs = [r for r in every if r not in parents]
+    assert len(parents) == 1 and {r.data.tags.get("mlflow.parentRunId") for r in jobs} == {parents[0].info.run_id}
+    return jobs
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +112,6 @@ def test_a_parallel_sweep_keeps_tensorflows_checkpoint_notes_off_the_console(tmp
                            f"hydra.sweep.dir={tmp_path}/multirun"], cwd=tmp_path, capture_output=True, text=True,
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
+    runs = jobs_of(MlflowClient(f"sqlite:///{tmp_path}/mlflow.db"))
     assert {r.info.status for r in runs} == {"FINISHED"} and len(runs) == 2  # they did checkpoint
     assert "Sharding callback" not in done.stdout + done.stderr

@@ -224,6 +224,7 @@ def test_files_are_written_and_logged_to_a_summary_run(store, tmp_path, capsys):
     assert captured.out.startswith("# ACAI report: experiment `acai`") and "## Smoothness" in captured.out
     names = {f"{m.key}.{ext}" for m in report.MEASUREMENTS for ext in ("md", "csv")} | {"report.md", "report.png",
                                                                                         "runs.csv"}
+    names |= {"learning_curves.png", "learning_curves.csv"}  # each measurement against samples seen
     assert {p.name for p in out.iterdir()} == names
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(out / "mean_distance.csv", encoding="utf-8") as f:

@@ -39,8 +39,7 @@ class JournaledStorage(InMemoryStorage):
 
     def __init__(self, path: str | Path):
         super().__init__()
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(path)  # its folder is made at the first change: a sweep refused at start leaves nothing
         self._replaying = True
         if self.path.is_file():
             for line in self.path.read_text().splitlines():
@@ -59,6 +58,7 @@ class JournaledStorage(InMemoryStorage):
         if self._replaying:
             return
         line = json.dumps({"op": op, "args": ENCODE.get(op, lambda *a: list(a))(*args)})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
             f.flush()

@@ -55,8 +55,13 @@ class TrainingState:
         self.remove_leftovers()
         if keep or not self.directory.is_dir():
             return
-        if weights_logged:
-            shutil.rmtree(self.directory, ignore_errors=True)
+        if weights_logged:  # all but the outbox's set-aside writes (unreadable/, refused/): kept for inspection
+            for path in self.directory.iterdir():
+                if path.name != "outbox":
+                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            self._drop_empty_outbox()
+            if not any(self.directory.iterdir()):
+                self.directory.rmdir()
             return
         latest = self.latest
         if latest is None:
@@ -66,7 +71,11 @@ class TrainingState:
             if not path.name.startswith(prefix):
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         tf.compat.v1.train.update_checkpoint_state(str(self.directory), latest, all_model_checkpoint_paths=[latest])
-        outbox = self.directory / "outbox"  # emptied when the run finished
+        self._drop_empty_outbox()
+
+    def _drop_empty_outbox(self) -> None:
+        """The outbox is emptied when a run finishes; only writes set aside for inspection may remain."""
+        outbox = self.directory / "outbox"
         if outbox.is_dir() and not any(outbox.iterdir()):
             outbox.rmdir()
 

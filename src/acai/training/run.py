@@ -168,7 +168,16 @@ def end_run(status: str) -> str | None:
         mlflow.end_run(status)
         return None
     except Exception as e:  # noqa: BLE001 - reported in the run's one line, never instead of it
+        forget_active_run()
         return first_line(e)
+
+
+def forget_active_run() -> None:
+    """A run MLflow could not mark ended (its store down or read-only) stays this process's active run, and
+    the next `start_run` in the process (a sweep's next job, a test) would fail on it: let it go."""
+    from mlflow.tracking import fluent
+
+    fluent._active_run_stack.get().clear()
 
 
 def pause_for_tests(step: str, stop: StopOnSignal) -> None:
@@ -400,6 +409,7 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
                           metrics_cb.images_per_second, evaluate_cb.last), flush=True)
         return run.info.run_id
     except MlflowException as e:  # MLflow could not mark the run ended: say what matters
+        forget_active_run()
         cause = e.__context__
         while cause is not None and not isinstance(cause, AcaiError):
             cause = cause.__context__
