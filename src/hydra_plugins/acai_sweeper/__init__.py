@@ -24,6 +24,12 @@ class ResumableOptunaSweeper(OptunaSweeper):
     def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
         from acai.tracking.optuna_sweep import JournaledStorage
 
+        if not config.tracking.get("objective"):  # refused before a study is journaled (the job refuses it too)
+            import sys
+
+            print("error: tracking.objective=None is not valid: an Optuna sweep needs the logged metric to optimise, "
+                  "e.g. tracking.objective=summary/mean_distance", file=sys.stderr)
+            sys.exit(2)
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         impl = self.sweeper
         if impl.storage is not None:
