@@ -22,22 +22,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import test_tracking_server  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 from test_tracking_server import SRC, run_cli, served_args, start_training, wait_for  # noqa: E402
-from tracking_server import MlflowServer, free_port, postgres, postgres_available  # noqa: E402
+from tracking_server import free_port  # noqa: E402
 
 from acai.tracking.outbox import FAST, REFUSED, UNREADABLE, Outbox, Undelivered  # noqa: E402
 
+server = test_tracking_server.server  # the same module-scoped PostgreSQL + mlflow server fixture
+
 pytestmark = pytest.mark.slow  # real servers: kept in CI, skipped by `-m 'not slow'`
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    if reason := postgres_available():
-        pytest.skip(reason)
-    base = tmp_path_factory.mktemp("server")
-    with postgres(base) as database, MlflowServer(database, base / "artifacts") as srv:
-        yield srv
 
 
 @pytest.fixture
