@@ -110,14 +110,12 @@ def step_throughput(cfg, images: np.ndarray, labels: np.ndarray, steps: int = 12
     import keras
     import tensorflow as tf
 
-    from acai.training.autoencoder import Autoencoder
-    from acai.training.run import prepare
+    from acai.training.spec import RunSpec, build_model
 
-    trainer, _, _, dataset, arch, reg = prepare(cfg)
-    dataset.test_set()  # a folder learns its number of classes from the files
+    spec = RunSpec.from_config(cfg)
+    spec.dataset.test_set()  # a folder learns its number of classes from the files
     keras.utils.set_random_seed(0)
-    model = Autoencoder(arch, reg, images.shape[1:], dataset.num_classes)
-    model.compile(jit_compile=False)
+    model = build_model(spec, images.shape[1:], jit_compile=False)
     data = tf.data.Dataset.from_tensors((images[:64], labels[:64])).repeat()
     model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)  # trace and warm up
     start = time.perf_counter()
@@ -177,14 +175,14 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"dataset": name, "peak RSS GB": rss, "rss run s": wall})
             print(json.dumps(rows[-1]), flush=True)
             continue
-        from acai.training.run import prepare
+        from acai.training.spec import RunSpec
 
         start = time.perf_counter()
-        ds = prepare(compose(name, path))[3]
+        ds = RunSpec.from_config(compose(name, path)).dataset
         x, y = ds.test_set()
         first = time.perf_counter() - start
         start = time.perf_counter()
-        again = prepare(compose(name, path))[3]
+        again = RunSpec.from_config(compose(name, path)).dataset
         again.test_set()
         second = time.perf_counter() - start
         pipe = pipeline_throughput(ds)

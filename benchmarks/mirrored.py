@@ -16,7 +16,6 @@ import argparse
 import os
 import statistics
 import time
-from pathlib import Path
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--devices", type=int, default=2, help="logical CPU devices (0: leave the machine as it is)")
@@ -30,28 +29,19 @@ if args.devices:
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tensorflow as tf  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
 
-from acai.config import register  # noqa: E402
-from acai.training.autoencoder import Autoencoder  # noqa: E402
 from acai.training.distribute import in_pair_order, make_strategy, split_cpu  # noqa: E402
-from acai.training.run import prepare  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
+from acai.training.spec import RunSpec, build_model  # noqa: E402
 
 
 def build(strategy_name: str):
-    register()
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["dataset=lines", "model=conv", f"model.depth={args.depth}",
-                                           f"trainer.batch_size={args.batch}", f"trainer.strategy={strategy_name}"])
-    trainer, _, _, dataset, arch, regularizer = prepare(cfg)
-    strategy = make_strategy(trainer.strategy, trainer.batch_size)
+    spec = RunSpec.compose(["dataset=lines", "model=conv", f"model.depth={args.depth}",
+                            f"trainer.batch_size={args.batch}", f"trainer.strategy={strategy_name}"])
+    strategy = make_strategy(spec.trainer.strategy, spec.trainer.batch_size)
     with strategy.scope():
-        model = Autoencoder(arch, regularizer, (32, 32, 1), dataset.num_classes, seed=0)
-        model.compile(jit_compile=trainer.use_xla(arch.xla_on_cpu))
+        model = build_model(spec, (32, 32, 1))
         model.build_optimizers()
-    batches = in_pair_order(dataset.train_batches(args.batch, 0, 32), args.batch, model.replicas)
+    batches = in_pair_order(spec.dataset.train_batches(args.batch, 0, 32), args.batch, model.replicas)
     return model, batches
 
 

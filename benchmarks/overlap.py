@@ -17,36 +17,24 @@ import copy
 import os
 import threading
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tensorflow as tf  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
 
-from acai.config import register  # noqa: E402
 from acai.evaluation.evaluator import Evaluator  # noqa: E402
-from acai.training.autoencoder import Autoencoder  # noqa: E402
-from acai.training.run import prepare  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
+from acai.training.spec import RunSpec, build_model  # noqa: E402
 
 
 def build(overrides: list[str]):
-    register()
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    trainer, evaluation, _, dataset, arch, regularizer = prepare(cfg)
-    evaluator = Evaluator(dataset, evaluation, arch.image_size(), seed=0)
+    spec = RunSpec.compose(overrides)
+    evaluator = Evaluator(spec.dataset, spec.evaluation, spec.arch.image_size(), seed=0)
 
-    def model() -> Autoencoder:
-        m = Autoencoder(arch, copy.deepcopy(regularizer),  # a regularizer holds its model's critic
-                         evaluator.x_test.shape[1:], dataset.num_classes, seed=0)
-        m.compile(jit_compile=trainer.use_xla(arch.xla_on_cpu))
-        return m
+    def model():  # a regularizer holds its model's critic: one copy per model
+        return build_model(spec, evaluator.x_test.shape[1:], regularizer=copy.deepcopy(spec.regularizer))
 
-    batches = dataset.train_batches(trainer.batch_size, 0, evaluator.image_size)
-    return trainer, evaluator, model, batches
+    batches = spec.dataset.train_batches(spec.trainer.batch_size, 0, evaluator.image_size)
+    return spec.trainer, evaluator, model, batches
 
 
 def main() -> None:

@@ -35,14 +35,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import get_class  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from acai.config import TrainerConfig, register  # noqa: E402
-from acai.training.autoencoder import Autoencoder  # noqa: E402
 from acai.training.checkpoint import TrainingState  # noqa: E402
-from acai.training.run import prepare  # noqa: E402
+from acai.training.spec import RunSpec, build_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FASHION = "/usr/share/datasets/fashion-mnist"
@@ -54,19 +52,15 @@ PATHS: dict[str, str] = {"fashion_mnist": FASHION}  # dataset.path per dataset (
 
 def build(dataset: str, model_name: str, regularizer: str, batch: int, precision: str = "float32"):
     overrides = [f"dataset={dataset}", f"model={model_name}", f"regularizer={regularizer}",
-                 f"trainer.batch_size={batch}"]
+                 f"trainer.batch_size={batch}", f"trainer.precision={precision}"]
     if dataset in PATHS:
         overrides.append(f"dataset.path={PATHS[dataset]}")
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    _, _, _, ds, arch, reg = prepare(cfg)
-    x_test, y_test = ds.test_set()
-    size = arch.image_size()
+    spec = RunSpec.compose(overrides)
+    x_test, _ = spec.dataset.test_set()
+    size = spec.arch.image_size()
     keras.utils.set_random_seed(0)
-    model = Autoencoder(arch, reg, (size or x_test.shape[1], size or x_test.shape[2], x_test.shape[3]),
-                        ds.num_classes, precision=precision)
-    model.compile(jit_compile=False)
-    return ds, model, size
+    model = build_model(spec, (size or x_test.shape[1], size or x_test.shape[2], x_test.shape[3]), jit_compile=False)
+    return spec.dataset, model, size
 
 
 def xla_by_default(model_name: str) -> bool:

@@ -13,7 +13,8 @@ from hydra.errors import ConfigCompositionException
 from mlflow.tracking import MlflowClient
 
 from acai.errors import AcaiError
-from acai.training.run import config_key, train
+from acai.training.run import train
+from acai.training.spec import config_key
 
 sys.path.insert(0, str(ROOT / "src"))
 import evaluate  # noqa: E402

@@ -11,7 +11,7 @@ from acai.data.base import Dataset
 from acai.errors import ConfigError
 from acai.networks.base import Architecture
 from acai.regularizers.base import Regularizer
-from acai.training.run import prepare
+from acai.training.spec import RunSpec
 
 REGULARIZERS = sorted(p.stem for p in (CONF / "regularizer").glob("*.yaml"))
 
@@ -19,14 +19,16 @@ REGULARIZERS = sorted(p.stem for p in (CONF / "regularizer").glob("*.yaml"))
 @pytest.mark.parametrize("dataset,model,regularizer", itertools.product(DATASETS, MODELS, REGULARIZERS))
 def test_every_combination_composes_and_builds(compose_cfg, dataset, model, regularizer):
     cfg = compose_cfg(f"dataset={dataset}", f"model={model}", f"regularizer={regularizer}", "experiment=smoke")
-    _, _, _, ds, arch, reg = prepare(cfg)
+    spec = RunSpec.from_config(cfg)
+    ds, arch, reg = spec.dataset, spec.arch, spec.regularizer
     assert ds.name == dataset and arch.name == model and reg.name == regularizer
     assert arch.latent_dim == ds.latent_dim
 
 
 def test_default_is_acai_conv_on_lines_with_the_paper_settings(compose_cfg):
     cfg = compose_cfg()
-    trainer, *_ , ds, arch, reg = prepare(cfg)
+    spec = RunSpec.from_config(cfg)
+    trainer, ds, arch, reg = spec.trainer, spec.dataset, spec.arch, spec.regularizer
     assert (ds.name, arch.name, reg.name) == ("lines", "conv", "acai")
     assert (reg.advweight, reg.reg, trainer.lr, trainer.adam_epsilon, trainer.batch_size) == (0.5, 0.2, 1e-4, 1e-8, 64)
     assert arch.latent_shape((32, 32, 1)) == (2, 2, 16)
@@ -35,7 +37,8 @@ def test_default_is_acai_conv_on_lines_with_the_paper_settings(compose_cfg):
 def test_overrides_reach_the_objects(compose_cfg):
     cfg = compose_cfg("model.latent_dim=16", "trainer.batch_size=32", "trainer.total_samples=1024",
                       "trainer.eval_every=512", "seed=3", "tracking.experiment=other")
-    trainer, _, tracking, _, arch, _ = prepare(cfg)
+    spec = RunSpec.from_config(cfg)
+    trainer, tracking, arch = spec.trainer, spec.tracking, spec.arch
     assert (arch.latent_dim, trainer.batch_size, trainer.total_samples, cfg.seed) == (16, 32, 1024, 3)
     assert tracking.experiment == "other"
 
@@ -61,7 +64,7 @@ def test_typos_fail_while_composing(compose_cfg, override, error):
 ])
 def test_bad_values_fail_before_training_with_the_setting_named(compose_cfg, override, match):
     with pytest.raises(ConfigError, match=match):
-        prepare(compose_cfg(override))
+        RunSpec.from_config(compose_cfg(override))
 
 
 def test_unknown_target_is_refused(compose_cfg):

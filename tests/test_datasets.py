@@ -206,7 +206,8 @@ def test_a_smoke_run_on_each_colour_dataset_logs_colour_grids(compose_cfg, tmp_p
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from acai.training.run import prepare, train
+    from acai.training.run import train
+    from acai.training.spec import RunSpec
 
     path = {"svhn": lambda: write_svhn(tmp_path / "svhn", n_extra=20),
             "cifar10": lambda: write_cifar10(tmp_path / "cifar"),
@@ -214,10 +215,10 @@ def test_a_smoke_run_on_each_colour_dataset_logs_colour_grids(compose_cfg, tmp_p
             "folder": lambda: write_images(tmp_path / "flowers", 40, ["iris", "rose"])}[dataset]()
     cfg = compose_cfg("experiment=smoke", f"dataset={dataset}", f"dataset.path={path}", f"regularizer={regularizer}",
                       "dataset.test_limit=20", *(["dataset.test_size=20"] if dataset in ("celeba", "folder") else []))
-    built = prepare(cfg)
-    assert built[4].depth == 64 and built[4].latent_width == 4  # the paper's colour architecture
+    spec = RunSpec.from_config(cfg)
+    assert spec.arch.depth == 64 and spec.arch.latent_width == 4  # the paper's colour architecture
     if dataset == "cifar10":
-        assert built[5].keep_prob == 0.75  # the paper's CIFAR-10 dropout
+        assert spec.regularizer.keep_prob == 0.75  # the paper's CIFAR-10 dropout
     run_id = train(cfg)
     client = MlflowClient(cfg.tracking.uri)
     run = client.get_run(run_id)

@@ -1,7 +1,7 @@
 """The documentation works as written: README.md and docs/*.md.
 
 * every relative link resolves (the file, and the `#anchor` in a Markdown target, as GitHub slugs headings);
-* every `python src/train.py ...` command composes with Hydra and validates (`acai.training.run.prepare`);
+* every `python src/train.py ...` command composes with Hydra and validates (`acai.training.spec.RunSpec.from_config`);
 * no machine path (/work/..., /root/..., /home/...) appears;
 * docs/extending.md's files, written to tmp_path outside src/acai, train as its command says, and the
   Python snippets that load a logged model work from another folder.
@@ -144,13 +144,13 @@ def variants(args: str, folder: Path) -> list[list[str]] | None:
 
 def command_errors(path: Path, folder: Path) -> list[str]:
     """Every documented command of `path` that does not compose and validate, with the reason."""
-    from acai.training.run import prepare
+    from acai.training.spec import RunSpec
 
     errors = []
     for args in train_commands(path):
         for overrides in variants(args, folder) or []:
             try:
-                prepare(compose_in(folder, *overrides))
+                RunSpec.from_config(compose_in(folder, *overrides))
             except Exception as e:  # noqa: BLE001 - any failure is the finding
                 errors.append(f"{path.name}: {TRAIN} {' '.join(overrides)}: {type(e).__name__}: {e}")
     return errors

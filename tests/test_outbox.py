@@ -43,7 +43,7 @@ def fail_fast_env(monkeypatch):
     for key in FAST:
         monkeypatch.delenv(key, raising=False)
     if mlflow.active_run() is not None:  # ended while the server was down: MLflow keeps it as the active run
-        from acai.training.run import forget_active_run
+        from acai.training.ending import forget_active_run
 
         forget_active_run()
 

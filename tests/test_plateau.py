@@ -16,14 +16,15 @@ from acai.evaluation.evaluator import Evaluator
 from acai.evaluation.summary import plateau_state
 from acai.tracking.outbox import Outbox
 from acai.training.callbacks import Evaluate
-from acai.training.run import prepare, train
+from acai.training.run import train
+from acai.training.spec import RunSpec
 
 
 def evaluator_for(compose_cfg, *overrides: str) -> Evaluator:
     """The Evaluator a run of this config would use, on its real fixed test set."""
     cfg = compose_cfg(*overrides)
-    _, evaluation, _, dataset, arch, _ = prepare(cfg)
-    return Evaluator(dataset, evaluation, arch.image_size(), seed=cfg.seed)
+    spec = RunSpec.from_config(cfg)
+    return Evaluator(spec.dataset, spec.evaluation, spec.arch.image_size(), seed=cfg.seed)
 
 
 def halves(shape: tuple[int, ...], latent: int, to_latent: keras.layers.Layer,
@@ -112,4 +113,4 @@ def test_plateau_state_names_the_start_of_the_final_stretch(flags, state):
 @pytest.mark.parametrize("margin", [-0.1, 1.0, 2])
 def test_plateau_margin_out_of_range_is_refused(compose_cfg, margin):
     with pytest.raises(ConfigError, match="evaluation.plateau_margin"):
-        prepare(compose_cfg(f"evaluation.plateau_margin={margin}"))
+        RunSpec.from_config(compose_cfg(f"evaluation.plateau_margin={margin}"))

@@ -15,7 +15,8 @@ from conftest import ROOT
 from mlflow.tracking import MlflowClient
 
 from acai.locks import RunLock, is_held, lock_path, run_state
-from acai.training.run import config_key, train
+from acai.training.run import train
+from acai.training.spec import config_key
 
 pytestmark = pytest.mark.slow  # real processes: kept in CI, skipped by `-m 'not slow'`
 

@@ -11,7 +11,8 @@ from conftest import ROOT
 from mlflow.tracking import MlflowClient
 
 from acai.errors import TrainingError
-from acai.training.run import config_key, train
+from acai.training.run import train
+from acai.training.spec import config_key
 
 pytestmark = pytest.mark.slow  # real processes: kept in CI, skipped by `-m 'not slow'`
 

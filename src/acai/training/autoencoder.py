@@ -36,7 +36,7 @@ class Autoencoder(keras.Model):
     """Encoder, decoder, regularizer hooks and a stop-gradient latent classifier, trained together."""
 
     def __init__(self, arch: Architecture, regularizer: Regularizer, image_shape: tuple[int, int, int],
-                 num_classes: int, lr: float = 1e-4, epsilon: float = 1e-8, seed: int = 0,
+                 num_classes: int, *, lr: float = 1e-4, epsilon: float = 1e-8, seed: int = 0,
                  precision: str = "float32"):
         super().__init__(name="acai_trainer")
         arch = with_precision(arch, precision)

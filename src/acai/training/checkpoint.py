@@ -26,11 +26,12 @@ class TrainingState:
 
     def __init__(self, model, directory: Path, keep: int = 2):
         model.build_optimizers()
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_evaluations")
+        self.evaluations_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_evaluations")
         # time/* accumulate over every process that trained the run: totals as of each checkpoint
         self.timing = {k: tf.Variable(0.0, dtype=tf.float64, trainable=False, name=k) for k in CLOCK}
+        # the count of completed evaluation intervals is saved under "epoch", as since the first release
         items = {"model": model, "ae_optimizer": model.optimizer, "classifier_optimizer": model.classifier_optimizer,
-                 "seed": model.seed_generator.state.value, "epoch": self.epoch,
+                 "seed": model.seed_generator.state.value, "epoch": self.evaluations_done,
                  **{f"time_{k}": v for k, v in self.timing.items()}}
         if model.adversary_optimizer is not None:
             items["adversary_optimizer"] = model.adversary_optimizer
@@ -88,7 +89,7 @@ class TrainingState:
         return self.manager.latest_checkpoint
 
     def restore(self) -> int:
-        """Load the latest checkpoint (if any) and return the number of completed epochs."""
+        """Load the latest checkpoint (if any) and return the number of completed evaluation intervals."""
         path = self.latest
         if path is None:
             return 0
@@ -100,14 +101,14 @@ class TrainingState:
                 f"checkpoint {path} is corrupt or belongs to a different model ({first}); "
                 f"delete {self.directory} to start afresh"
             ) from None
-        return int(self.epoch.numpy())
+        return int(self.evaluations_done.numpy())
 
-    def save(self, epochs_done: int, clock: dict[str, float] | None = None) -> str:
-        """Save after `epochs_done` evaluations, with the run's time totals (keys of CLOCK) as of now."""
-        self.epoch.assign(epochs_done)
+    def save(self, evaluations_done: int, clock: dict[str, float] | None = None) -> str:
+        """Save after `evaluations_done` evaluations, with the run's time totals (keys of CLOCK) as of now."""
+        self.evaluations_done.assign(evaluations_done)
         for key, value in (clock or {}).items():
             self.timing[key].assign(value)
-        return self.manager.save(checkpoint_number=epochs_done)
+        return self.manager.save(checkpoint_number=evaluations_done)
 
 
 class Checkpointing(keras.callbacks.Callback):

@@ -1,55 +1,52 @@
-"""A whole run: config -> data, networks, regularizer -> fit -> final evaluation -> MLflow."""
+"""A whole run: a spec (config -> data, networks, regularizer) -> build -> fit -> final logging -> MLflow.
+
+`train` takes the configuration's lock and finds the run to continue (a `Store`); `build` restores the
+model from its last checkpoint (`Built`); `Loop` is what `model.fit` calls back; `finish` logs the rest.
+"""
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import json
 import os
 import shutil
-import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
-import matplotlib.pyplot as plt
 import mlflow
 import tensorflow as tf
-from mlflow.entities import LoggedModelStatus, Metric, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 import acai
-from acai.config import EvaluationConfig, TrackingConfig, TrainerConfig, build, section
+from acai.config import TrackingConfig, section
 from acai.console import header, summary
 from acai.data.base import Dataset
 from acai.errors import AcaiError, ConfigError, Interrupted, TrackingError
 from acai.evaluation.evaluator import Evaluator
-from acai.locks import lock_path, run_lock
-from acai.networks.base import Architecture
-from acai.networks.inference import predict
-from acai.regularizers.base import Regularizer
+from acai.locks import RunLock, lock_path, run_lock
 from acai.tracking.loading import get_run, run_config
-from acai.tracking.mlflow_run import (
-    is_remote,
-    log_classifier,
-    log_config,
-    log_critic,
-    log_interpolator,
-    log_keras_model,
-    open_experiment,
-    run_name,
-)
+from acai.tracking.mlflow_run import is_remote, log_config, open_experiment, run_name
 from acai.tracking.outbox import Outbox
-from acai.tracking.plots import latent_scatter
 from acai.tracking.sweep import PARENT_ID, find_parent
 from acai.training.autoencoder import Autoencoder
 from acai.training.callbacks import Evaluate, Progress, StopOnSignal, TrainMetrics
 from acai.training.checkpoint import Checkpointing, TrainingState
 from acai.training.distribute import in_pair_order, make_strategy
+from acai.training.ending import Phase, Stopped, first_line, forget_active_run, marked_when_cut_short
+from acai.training.final import (
+    done_steps,
+    latent_plot_step,
+    log_metrics_step,
+    model_steps,
+    pause_for_tests,
+    run_final_steps,
+)
 from acai.training.memory import check_fits
+from acai.training.spec import RunSpec, build_model, config_key
 
 
 def resume_config(cfg: DictConfig) -> tuple[DictConfig, str | None]:
@@ -83,35 +80,6 @@ def eval_history(run_id: str | None) -> dict[str, list[float]]:
             for k in metrics if k.startswith("eval/")}
 
 
-def prepare(cfg: DictConfig):
-    """Validate every section and build the objects; fails here, before any training, on bad input."""
-    trainer = section(cfg.trainer, TrainerConfig, "trainer")
-    evaluation = section(cfg.evaluation, EvaluationConfig, "evaluation")
-    tracking = section(cfg.tracking, TrackingConfig, "tracking")
-    dataset = build(cfg.dataset, "dataset", Dataset)
-    arch = build(cfg.model, "model", Architecture)
-    regularizer = build(cfg.regularizer, "regularizer", Regularizer)
-    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or not 0 <= cfg.seed < 2**32:
-        raise ConfigError("seed", cfg.seed, "must be an integer in 0 .. 2^32 - 1")
-    arch.latent_shape((0, 0, 1))  # a latent size that does not fit fails here, before any data is loaded
-    return trainer, evaluation, tracking, dataset, arch, regularizer
-
-
-def config_key(cfg: DictConfig) -> str:
-    """A fingerprint of everything that shapes training: the same command gives the same key.
-
-    Leaves out what only labels or steers the run: the sweep a job belongs to (a rerun `-m` sweep gets a
-    new, time-stamped folder, yet its jobs must find the runs a crash interrupted), verbosity, resume.
-    """
-    data = OmegaConf.to_container(cfg, resolve=True)
-    data.pop("resume", None)
-    for label in ("verbose", "keep_checkpoints"):
-        data["trainer"].pop(label, None)
-    for label in ("sweep", "skip_finished", "objective", "system_metrics", "system_metrics_interval"):
-        data["tracking"].pop(label, None)
-    return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def find_run(experiment_id: str, key: str, finished: bool) -> str | None:
     """The latest run of this exact config that finished (or did not: killed, crashed, failed), if any."""
     status = "=" if finished else "!="
@@ -136,100 +104,6 @@ def phase_times(startup: float, checkpoints: float, evaluation: dict[str, float]
             | {f"time/eval/{key}": seconds for key, seconds in evaluation.items()})
 
 
-def disk_full(error: BaseException) -> bool:
-    """ENOSPC from Python, or from TensorFlow's own file writes (which raise OpErrors, not OSErrors)."""
-    return getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in str(error)
-
-
-FINAL_TAG = "acai.final."  # + the name of a step of the final logging: set once that step is in the store
-PAUSE_ENV = "ACAI_PAUSE_BEFORE"  # tests only: `<step>:<file>` waits before that step while the file exists
-
-
-def write_fault(error: BaseException) -> bool:
-    """What the disk or the store raise when a write fails (full, read-only, gone): the run then ends
-    FAILED with one line. TensorFlow's other OpErrors are bugs and keep their traceback."""
-    return (isinstance(error, (OSError, MlflowException, sqlite3.Error, tf.errors.PermissionDeniedError))
-            or disk_full(error))
-
-
-class Stopped(Interrupted):
-    """A stop by signal, recorded in the store and worded for the phase it happened in."""
-
-
-def first_line(error: BaseException) -> str:
-    """`Type: first line of the message`, for a one-line report of an error from a library."""
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
-
-
-def end_run(status: str) -> str | None:
-    """Mark the active run `status`; None when done, else why it could not be (a read-only store)."""
-    try:
-        mlflow.end_run(status)
-        return None
-    except Exception as e:  # noqa: BLE001 - reported in the run's one line, never instead of it
-        forget_active_run()
-        return first_line(e)
-
-
-def forget_active_run() -> None:
-    """A run MLflow could not mark ended (its store down or read-only) stays this process's active run, and
-    the next `start_run` in the process (a sweep's next job, a test) would fail on it: let it go."""
-    from mlflow.tracking import fluent
-
-    fluent._active_run_stack.get().clear()
-
-
-def pause_for_tests(step: str, stop: StopOnSignal) -> None:
-    """`ACAI_PAUSE_BEFORE=<step>:<file>`: create `file` and wait, before `step`, until it is removed or a
-    signal comes, so a test can act at a known point of a phase. Unset (always, outside tests): nothing."""
-    name, _, marker = os.environ.get(PAUSE_ENV, "").partition(":")
-    if name != step or not marker:
-        return
-    path = Path(marker)
-    path.touch()
-    while path.exists() and stop.signum is None:
-        time.sleep(0.02)
-
-
-def done_steps(run_id: str | None) -> set[str]:
-    """The steps of the final logging that a resumed run already completed (none for a new run)."""
-    if run_id is None:
-        return set()
-    tags = MlflowClient().get_run(run_id).data.tags
-    return {k[len(FINAL_TAG):] for k in tags if k.startswith(FINAL_TAG)}
-
-
-def log_model_once(run, name: str, log: Callable[[], None]) -> None:
-    """Log a model unless the run holds a finished (READY) one of that name; one left PENDING by a kill
-    or FAILED by a write error is deleted first, so the run ends with exactly one model of each name."""
-    client = MlflowClient()
-    found = client.search_logged_models([run.info.experiment_id],
-                                        filter_string=f"source_run_id = '{run.info.run_id}'")
-    mine = [m for m in found if m.name == name]
-    if any(m.status == LoggedModelStatus.READY for m in mine):
-        return
-    for model in mine:
-        client.delete_logged_model(model.model_id)
-    log()
-
-
-def run_final_steps(steps: list[tuple[str, Callable[[], None]]], done: set[str], stop: StopOnSignal,
-                    announce: Callable[[str], None] = lambda name: None) -> None:
-    """The final logging as named steps, each recorded as the tag `acai.final.<name>` once in the store:
-    a rerun after a stop or a failure does what is left and repeats nothing. A signal stops between steps;
-    `announce` is told each step as it starts (the console's progress line)."""
-    for name, step in steps:
-        if name in done:
-            continue
-        pause_for_tests(name, stop)
-        stop.check(f"during the final logging (before {name})")
-        announce(name.replace("_", " "))
-        step()
-        mlflow.set_tag(FINAL_TAG + name, "done")
-        done.add(name)
-
-
 def log_start(cfg: DictConfig, resumed, dataset: Dataset) -> None:
     """The config (params and `config.yaml`) and the data notes, unless a resumed run holds them: one
     stopped or failed during its start-up may lack them (its params are never logged twice: a label left
@@ -240,6 +114,170 @@ def log_start(cfg: DictConfig, resumed, dataset: Dataset) -> None:
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
     if notes := dataset.notes():
         mlflow.set_tag("acai.data_notes", "\n".join(notes))
+
+
+@dataclass
+class Store:
+    """Where a run is tracked and checkpointed, with its configuration's lock held."""
+
+    experiment_id: str
+    key: str  # the config's fingerprint: names the checkpoint folder and the lock
+    lock: RunLock
+    resume_id: str | None  # the unfinished run this process continues; None: a new run
+
+    @property
+    def directory(self) -> Path:
+        return self.lock.path.parent / self.key
+
+
+@dataclass
+class Built:
+    """The objects a run trains, restored from its last checkpoint."""
+
+    model: Autoencoder
+    evaluator: Evaluator
+    state: TrainingState
+    batches: tf.data.Dataset
+    evaluations_done: int  # completed evaluation intervals (Keras's epochs) at the last checkpoint
+
+
+def build(spec: RunSpec, store: Store, stop: StopOnSignal) -> Built:
+    """Data, model and training state; every variable, optimizer slots included, in the strategy's scope."""
+    trainer = spec.trainer
+    strategy = make_strategy(trainer.strategy, trainer.batch_size)
+    evaluator = Evaluator(spec.dataset, spec.evaluation, spec.arch.image_size(), seed=spec.seed)
+    if store.resume_id is None:  # a finished run's checkpoints: start afresh (before the manager reads them)
+        shutil.rmtree(store.directory, ignore_errors=True)
+    with strategy.scope():  # every variable, optimizer slot included, is mirrored over the replicas
+        model = build_model(spec, evaluator.x_test.shape[1:])
+        check_fits(model, trainer.batch_size)  # on CPUs the replicas share the host memory
+        state = TrainingState(model, store.directory)
+        done = state.restore()
+    stop.set_model(model)
+    batches = spec.dataset.train_batches(trainer.batch_size, spec.seed, evaluator.image_size,
+                                         start_step=done * trainer.steps_per_eval)
+    batches = in_pair_order(batches, trainer.batch_size, model.replicas)
+    return Built(model, evaluator, state, batches, done)
+
+
+@dataclass
+class Training:
+    """One run of a spec: its store, its built objects and the signal handler that may stop it."""
+
+    spec: RunSpec
+    store: Store
+    built: Built
+    stop: StopOnSignal
+
+
+def run_tags(spec: RunSpec, store: Store, replicas: int) -> dict[str, str]:
+    """What a run is tagged with from its start: its parts, fingerprint, lock, sweep and cluster job."""
+    tags = {"regularizer": spec.regularizer.name, "dataset": spec.dataset.name, "model": spec.arch.name,
+            "acai.config_key": store.key, "acai.lock": str(store.lock.path), "acai.replicas": str(replicas)}
+    if sweep := spec.tracking.sweep:
+        tags["sweep"] = sweep
+        if parent := find_parent(MlflowClient(), store.experiment_id, sweep):  # a `-m` sweep's job: its child
+            tags[PARENT_ID] = parent
+    if "SLURM_JOB_ID" in os.environ:  # a cluster job: its logs are found by this id
+        tags["slurm.job_id"] = os.environ["SLURM_JOB_ID"]
+    return tags
+
+
+@contextmanager
+def started_run(spec: RunSpec, store: Store, built: Built) -> Iterator[mlflow.ActiveRun]:
+    """The MLflow run, new or resumed, with system metrics as `tracking.system_metrics` says."""
+    tracking = spec.tracking
+    mlflow.set_system_metrics_sampling_interval(tracking.system_metrics_interval)
+    with mlflow.start_run(run_id=store.resume_id, experiment_id=store.experiment_id,
+                          run_name=tracking.run_name or run_name(spec.config),
+                          tags=run_tags(spec, store, built.model.replicas),
+                          log_system_metrics=tracking.system_metrics) as run:
+        yield run
+
+
+class Loop:
+    """What `model.fit` calls back (metrics, evaluations, progress, checkpoints) and the run's clock."""
+
+    def __init__(self, spec: RunSpec, store: Store, built: Built):
+        trainer = spec.trainer
+        self.outbox = Outbox(store.directory / "outbox", remote=is_remote(mlflow.get_tracking_uri()))
+        self.outbox.deliver()  # what a run cut off by a server outage kept: before reading what was logged
+        self.clock = built.state.clock()
+        self.metrics = TrainMetrics(trainer.batch_size, trainer.steps_per_eval, trainer.log_every, self.outbox,
+                                    skip_until=logged_until(store.resume_id, "train/loss"), clock=self.clock)
+        self.evaluate = Evaluate(built.evaluator, trainer.batch_size, trainer.steps_per_eval, self.outbox,
+                                 history=eval_history(store.resume_id))
+        every = max(1, round(trainer.checkpoint_every / (trainer.steps_per_eval * trainer.batch_size)))
+        self.start = time.perf_counter()
+        self.startup = self.start - acai.STARTED  # this process: imports, Hydra, the store, data, networks
+        self.checkpointing = Checkpointing(built.state, every, self.now)
+        self.progress = Progress(trainer.verbose, trainer.batch_size, trainer.steps_per_eval, trainer.evaluations,
+                                 self.evaluate)
+        built.evaluator.announce = self.progress.phase  # a long evaluation shows what it is doing on a terminal
+
+    def now(self) -> dict[str, float]:
+        """The time totals so far over every process that trained this run (saved with each checkpoint)."""
+        return {"wall_seconds": self.clock["wall_seconds"] + time.perf_counter() - self.start,
+                "train_seconds": self.metrics.train_seconds,
+                "first_step_seconds": self.metrics.first_step_seconds,
+                "timed_steps": self.metrics.timed_steps}
+
+    def callbacks(self, stop: StopOnSignal) -> list[keras.callbacks.Callback]:
+        return [self.metrics, self.evaluate, self.progress, self.checkpointing, stop]
+
+    def final_metrics(self, totals: dict[str, float], spec: RunSpec, evaluator: Evaluator) -> dict[str, float]:
+        """Time, speed, budget and the last evaluation's figures as `final/*`."""
+        timing = {f"time/{k}": totals[k] for k in ("wall_seconds", "train_seconds", "first_step_seconds")}
+        timing |= phase_times(self.startup, self.checkpointing.seconds, evaluator.timings)
+        return (timing | {"time/images_per_second": self.metrics.images_per_second,
+                          "samples": spec.trainer.total_steps * spec.trainer.batch_size}
+                | {f"final/{k}": v for k, v in self.evaluate.last.items()})
+
+
+def start_logging(run, t: Training, phase: Phase) -> Loop:
+    """The header, the config and data notes (unless a resumed run holds them), then the callbacks."""
+    spec, store, built, stop = t.spec, t.store, t.built, t.stop
+    trainer = spec.trainer
+    store.lock.describe(run_id=run.info.run_id)
+    print(header(run, spec.tracking.experiment, mlflow.get_tracking_uri(), mlflow.get_artifact_uri(),
+                 trainer.total_steps * trainer.batch_size, trainer.steps_per_eval * trainer.batch_size,
+                 trainer.evaluations), flush=True)
+    pause_for_tests("config", stop)
+    log_start(spec.config, run if store.resume_id else None, spec.dataset)
+    if store.resume_id is not None:
+        mlflow.set_tags({"acai.lock": str(store.lock.path)})
+        print(f"Resuming MLflow run {store.resume_id} after {built.evaluations_done} of {trainer.evaluations} "
+              "evaluations")
+    phase.final_done = done_steps(store.resume_id)
+    loop = Loop(spec, store, built)
+    stop.check("during start-up")
+    return loop
+
+
+def fit(t: Training, loop: Loop) -> None:
+    """Train the remaining evaluation intervals (Keras's epochs), evaluating and checkpointing after each."""
+    trainer, built = t.spec.trainer, t.built
+    built.model.fit(built.batches, epochs=trainer.evaluations, initial_epoch=built.evaluations_done,
+                    steps_per_epoch=trainer.steps_per_eval, verbose=0, shuffle=False,
+                    callbacks=loop.callbacks(t.stop))
+
+
+def finish(run, t: Training, loop: Loop, done: set[str]) -> dict[str, float]:
+    """The final logging as named steps (`acai.training.final`); returns the run's time totals."""
+    spec, built = t.spec, t.built
+    loop.outbox.deliver()
+    totals = loop.now()
+    final_start = time.perf_counter()
+    tags = {"acai.plateau": loop.evaluate.plateau or "unknown"}  # 'left at 81920', ...
+    steps = [("metrics", log_metrics_step(run, loop.final_metrics(totals, spec, built.evaluator), tags)),
+             ("latent_plot", latent_plot_step(run, built.model, built.evaluator, spec.dataset))]
+    if spec.tracking.log_model:
+        steps += model_steps(run, built.model)
+    steps.append(("time", lambda: mlflow.log_metric("time/final_seconds",  # plot, models, classifier
+                                                    time.perf_counter() - final_start)))
+    run_final_steps(steps, done, t.stop, loop.progress.final)
+    loop.progress.phase("")
+    return totals
 
 
 def train(cfg: DictConfig) -> str:
@@ -254,20 +292,20 @@ def train(cfg: DictConfig) -> str:
             key = None
             if cfg.resume:
                 cfg, key = resume_config(cfg)
-            trainer, evaluation, tracking, dataset, arch, regularizer = prepare(cfg)
-            if note := trainer.budget_note():
+            spec = RunSpec.from_config(cfg)
+            if note := spec.trainer.budget_note():
                 print(note)
-            keras.utils.set_random_seed(cfg.seed)
-            experiment_id = open_experiment(tracking)
+            keras.utils.set_random_seed(spec.seed)
+            experiment_id = open_experiment(spec.tracking)
             key = key or config_key(cfg)
             stop.check("during start-up")
-            with run_lock(lock_path(trainer.checkpoint_dir, key)) as lock:
-                if tracking.skip_finished and not cfg.resume and (done := find_run(experiment_id, key, True)):
+            with run_lock(lock_path(spec.trainer.checkpoint_dir, key)) as lock:
+                if spec.tracking.skip_finished and not cfg.resume and (done := find_run(experiment_id, key, True)):
                     print(f"Skipping: MLflow run {done} already finished this configuration "
                           "(tracking.skip_finished=true)")
                     return done
-                return train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer, experiment_id,
-                                    key, lock, stop)
+                resume_id = cfg.resume or find_run(experiment_id, key, finished=False)
+                return train_locked(spec, Store(experiment_id, key, lock, resume_id), stop)
         except Stopped:
             raise
         except Interrupted as e:  # before a run was started or resumed: nothing to mark
@@ -276,137 +314,25 @@ def train(cfg: DictConfig) -> str:
                           "command", e.signum, e.step) from None
 
 
-def stop_message(e: Interrupted, phase: str, run_id: str, done: int, evaluations: int, steps: set[str],
-                 at_once: bool, unmarked: str | None) -> str:
-    """The one line of a stop by signal: where it stopped, what the run was marked, how to go on."""
-    how = f"stopped{' at once' if at_once else ''} by {e.signal_name}"
-    where = {"start-up": "during start-up", "training": f"at step {e.step}",
-             "final logging": f"during the final logging (done: {', '.join(sorted(steps)) or 'none'})"}[phase]
-    marked = (f"MLflow run {run_id} marked KILLED" if unmarked is None
-              else f"MLflow run {run_id} could not be marked KILLED ({unmarked})")
-    rest = ("training is complete and its last checkpoint is kept: rerun the same command to log the rest"
-            if phase == "final logging" else
-            f"its last checkpoint ({done} of {evaluations} evaluations) is kept: rerun the same command to resume")
-    return f"{how} {where}: {marked}; {rest}"
-
-
-def fault_message(e: BaseException, phase: str, run, directory: Path, unmarked: str | None) -> str:
-    """The one line of a write that failed (a full disk, a read-only store or artifact folder)."""
-    run_id = run.info.run_id
-    what = (f"no space left on the device (checkpoints in {directory}, artifacts in {run.info.artifact_uri})"
-            if disk_full(e) else f"a file or MLflow store operation failed ({first_line(e)})")
-    marked = (f"MLflow run {run_id} marked FAILED" if unmarked is None
-              else f"MLflow run {run_id} could not be marked FAILED either ({unmarked})")
-    fix = "free space" if disk_full(e) else "fix it"
-    return (f"{what} during the {phase}: {marked}; the last complete checkpoint and everything logged so far are "
-            f"kept: {fix} and rerun to resume (the same command)")
-
-
-def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer, experiment_id, key, lock,
-                 stop: StopOnSignal) -> str:
-    """The run itself, with this configuration's lock held."""
-    resume_id = cfg.resume or find_run(experiment_id, key, finished=False)
-    strategy = make_strategy(trainer.strategy, trainer.batch_size)
-    evaluator = Evaluator(dataset, evaluation, arch.image_size(), seed=cfg.seed)
-    directory = lock.path.parent / key
-    if resume_id is None:  # a finished run's checkpoints: start afresh (before the manager reads them)
-        shutil.rmtree(directory, ignore_errors=True)
-    with strategy.scope():  # every variable, optimizer slot included, is mirrored over the replicas
-        model = Autoencoder(arch, regularizer, evaluator.x_test.shape[1:], dataset.num_classes,
-                            lr=trainer.lr, epsilon=trainer.adam_epsilon, seed=cfg.seed, precision=trainer.precision)
-        check_fits(model, trainer.batch_size)  # on CPUs the replicas share the host memory
-        model.compile(jit_compile=trainer.use_xla(arch.xla_on_cpu))
-        state = TrainingState(model, directory)
-        first_epoch = state.restore()
-    stop.set_model(model)
-    batches = dataset.train_batches(trainer.batch_size, cfg.seed, evaluator.image_size,
-                                    start_step=first_epoch * trainer.steps_per_eval)
-    batches = in_pair_order(batches, trainer.batch_size, model.replicas)
+def train_locked(spec: RunSpec, store: Store, stop: StopOnSignal) -> str:
+    """The run itself, with its configuration's lock held: build, start, fit, finish, then prune."""
+    t = Training(spec, store, build(spec, store, stop), stop)
+    built = t.built
     stop.check("during start-up")
-
-    tags = {"regularizer": regularizer.name, "dataset": dataset.name, "model": arch.name, "acai.config_key": key,
-            "acai.lock": str(lock.path), "acai.replicas": str(model.replicas)}
-    if tracking.sweep:
-        tags["sweep"] = tracking.sweep
-        if parent := find_parent(MlflowClient(), experiment_id, tracking.sweep):  # a `-m` sweep's job: its child
-            tags[PARENT_ID] = parent
-    if "SLURM_JOB_ID" in os.environ:  # a cluster job: its logs are found by this id
-        tags["slurm.job_id"] = os.environ["SLURM_JOB_ID"]
-    name = tracking.run_name or run_name(cfg)
-    phase, final_done = "start-up", set()
     try:
-        mlflow.set_system_metrics_sampling_interval(tracking.system_metrics_interval)
-        with mlflow.start_run(run_id=resume_id, experiment_id=experiment_id, run_name=name, tags=tags,
-                              log_system_metrics=tracking.system_metrics) as run:
-            try:
-                lock.describe(run_id=run.info.run_id)
-                print(header(run, tracking.experiment, mlflow.get_tracking_uri(), mlflow.get_artifact_uri(),
-                             trainer.total_steps * trainer.batch_size, trainer.steps_per_eval * trainer.batch_size,
-                             trainer.evaluations), flush=True)
-                pause_for_tests("config", stop)
-                log_start(cfg, run if resume_id else None, dataset)
-                if resume_id is not None:
-                    mlflow.set_tags({"acai.lock": str(lock.path)})
-                    print(f"Resuming MLflow run {resume_id} after {first_epoch} of {trainer.evaluations} evaluations")
-                final_done = done_steps(resume_id)
-                outbox = Outbox(directory / "outbox", remote=is_remote(mlflow.get_tracking_uri()))
-                outbox.deliver()  # what a run cut off by a server outage kept: before reading what was logged
-                clock = state.clock()
-                metrics_cb = TrainMetrics(trainer.batch_size, trainer.steps_per_eval, trainer.log_every, outbox,
-                                          skip_until=logged_until(resume_id, "train/loss"), clock=clock)
-                evaluate_cb = Evaluate(evaluator, trainer.batch_size, trainer.steps_per_eval, outbox,
-                                       history=eval_history(resume_id))
-                every = max(1, round(trainer.checkpoint_every / (trainer.steps_per_eval * trainer.batch_size)))
-                start = time.perf_counter()
-                startup = start - acai.STARTED  # this process: imports, Hydra, the store, data, networks
-
-                def clock_now() -> dict[str, float]:
-                    """The time totals so far over every process that trained this run (saved with each checkpoint)."""
-                    return {"wall_seconds": clock["wall_seconds"] + time.perf_counter() - start,
-                            "train_seconds": metrics_cb.train_seconds,
-                            "first_step_seconds": metrics_cb.first_step_seconds,
-                            "timed_steps": metrics_cb.timed_steps}
-
-                checkpointing = Checkpointing(state, every, clock_now)
-                progress = Progress(trainer.verbose, trainer.batch_size, trainer.steps_per_eval, trainer.evaluations,
-                                    evaluate_cb)
-                evaluator.announce = progress.phase  # a long evaluation shows what it is doing on a terminal
-                stop.check("during start-up")
-                phase = "training"
-                model.fit(batches, epochs=trainer.evaluations, initial_epoch=first_epoch,
-                          steps_per_epoch=trainer.steps_per_eval, verbose=0, shuffle=False,
-                          callbacks=[metrics_cb, evaluate_cb, progress, checkpointing, stop])
-                phase = "final logging"
-                outbox.deliver()
-                totals = clock_now()
-                timing = {f"time/{k}": totals[k] for k in ("wall_seconds", "train_seconds", "first_step_seconds")}
-                timing |= phase_times(startup, checkpointing.seconds, evaluator.timings)
-                final_start = time.perf_counter()
-                steps = final_steps(run, model, evaluator, dataset, tracking,
-                                    timing | {"time/images_per_second": metrics_cb.images_per_second,
-                                              "samples": trainer.total_steps * trainer.batch_size}
-                                    | {f"final/{k}": v for k, v in evaluate_cb.last.items()},
-                                    {"acai.plateau": evaluate_cb.plateau or "unknown"})  # 'left at 81920', ...
-                steps.append(("time", lambda: mlflow.log_metric("time/final_seconds",  # plot, models, classifier
-                                                                time.perf_counter() - final_start)))
-                run_final_steps(steps, final_done, stop, progress.final)
-                progress.phase("")
-            except Interrupted as e:
-                with stop.shield():
-                    unmarked = end_run("KILLED")
-                raise Stopped(stop_message(e, phase, run.info.run_id, int(state.epoch.numpy()), trainer.evaluations,
-                                           final_done, stop.count > 1, unmarked), e.signum, e.step) from None
-            except Exception as e:
-                if not write_fault(e):
-                    raise
-                with stop.shield():
-                    unmarked = end_run("FAILED")
-                raise TrackingError(fault_message(e, phase, run, directory, unmarked)) from None
+        with started_run(spec, store, built) as run:
+            phase = Phase(run.info.run_id, spec.trainer.evaluations, store.directory, run.info.artifact_uri)
+            with marked_when_cut_short(phase, stop, lambda: int(built.state.evaluations_done.numpy())):
+                loop = start_logging(run, t, phase)
+                phase.name = "training"
+                fit(t, loop)
+                phase.name = "final logging"
+                totals = finish(run, t, loop, phase.final_done)
         with stop.shield():  # the run is FINISHED: a signal now changes nothing
             # Only now: until the run is FINISHED, a rerun resumes it from these checkpoints.
-            state.prune(keep=trainer.keep_checkpoints, weights_logged=tracking.log_model)
+            built.state.prune(keep=spec.trainer.keep_checkpoints, weights_logged=spec.tracking.log_model)
             print(summary(run.info.run_id, totals["wall_seconds"], totals["train_seconds"],
-                          metrics_cb.images_per_second, evaluate_cb.last), flush=True)
+                          loop.metrics.images_per_second, loop.evaluate.last), flush=True)
         return run.info.run_id
     except MlflowException as e:  # MLflow could not mark the run ended: say what matters
         forget_active_run()
@@ -417,39 +343,3 @@ def train_locked(cfg, trainer, evaluation, tracking, dataset, arch, regularizer,
             raise TrackingError(f"the MLflow store failed ({first_line(e)}); rerun the same command to "
                                 "resume") from None
         raise cause from None
-
-
-def final_steps(run, model, evaluator, dataset, tracking, metrics: dict[str, float],
-                tags: dict[str, str]) -> list[tuple[str, Callable[[], None]]]:
-    """The final logging, as (name, step) pairs run in order by `run_final_steps` (add a step here)."""
-    exported: list = []  # the serving model, built once for the two steps that log it
-
-    def export():
-        if not exported:
-            exported.append(model.export())
-        return exported[0]
-
-    def log_metrics() -> None:  # with its tag in one write: never logged twice, even if killed right after
-        client = MlflowClient()
-        now = int(time.time() * 1000)
-        client.log_batch(run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-                         tags=[RunTag(k, v) for k, v in tags.items()] + [RunTag(FINAL_TAG + "metrics", "done")])
-
-    def latent_plot() -> None:
-        latents = predict(model.encode_model, evaluator.x_test)
-        fig = latent_scatter(latents, evaluator.y_test if dataset.labelled else None,
-                             f"{run.info.run_name}: test latents (PCA)", dataset.label_name)
-        try:
-            mlflow.log_figure(fig, "latent_space.png")
-        finally:
-            plt.close(fig)
-
-    steps = [("metrics", log_metrics), ("latent_plot", latent_plot)]
-    if tracking.log_model:
-        steps.append(("model", lambda: log_model_once(run, "model", lambda: log_keras_model(export()))))
-        steps.append(("interpolator",
-                      lambda: log_model_once(run, "interpolator", lambda: log_interpolator(export()))))
-        if model.classifier is not None:
-            steps.append(("classifier", lambda: log_classifier(model.classifier)))
-        steps.append(("critic", lambda: log_critic(model.regularizer)))
-    return steps
