@@ -36,7 +36,7 @@ def evaluate(run_id: str, overrides: list[str], tracking_uri: str, child: bool =
     from acai.data.base import Dataset
     from acai.evaluation.evaluator import Evaluator
     from acai.tracking.loading import get_run, load_autoencoder, load_classifier, require_finished, run_config
-    from acai.tracking.mlflow_run import open_store
+    from acai.tracking.mlflow_run import open_existing_store
 
     start = time.perf_counter()
 
@@ -44,7 +44,7 @@ def evaluate(run_id: str, overrides: list[str], tracking_uri: str, child: bool =
         print(f"[{time.perf_counter() - start:6.1f} s] {phase}", file=sys.stderr, flush=True)
 
     announce(f"loading run {run_id}, its model and its dataset")
-    client = open_store(tracking_uri)
+    client = open_existing_store(tracking_uri)
     run = get_run(client, run_id)
     cfg = run_config(client, run_id)
     if model_uri is None:

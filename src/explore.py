@@ -51,11 +51,11 @@ def start(run_ids: list[str], tracking_uri: str = DEFAULT_TRACKING_URI,
           port: int = DEFAULT_PORT) -> tuple[uvicorn.Server, socket.socket, str]:
     """Load the runs and build the server (not yet serving): (server, its socket, the page's URL)."""
     from acai.explorer.app import Explorer, create_app, load_run
-    from acai.tracking.mlflow_run import open_store
+    from acai.tracking.mlflow_run import open_existing_store
 
     sock = listen(port)
     try:
-        client = open_store(tracking_uri)
+        client = open_existing_store(tracking_uri)
         explorer = Explorer(client, [load_run(client, run_id) for run_id in run_ids])
         try:
             explorer.pick()

@@ -96,9 +96,9 @@ def _pairs(values: list, option: str, example: str) -> list[tuple]:
 
 
 def _open_store(tracking_uri: str) -> MlflowClient:
-    from acai.tracking.mlflow_run import open_store
+    from acai.tracking.mlflow_run import open_existing_store
 
-    return open_store(tracking_uri)
+    return open_existing_store(tracking_uri)
 
 
 def _model_source(target: str, client: MlflowClient) -> tuple[str, str | None]:

@@ -19,7 +19,7 @@ from hydra.utils import get_class
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from acai.errors import ConfigError
+from acai.errors import ConfigError, first_line
 
 T = TypeVar("T")
 
@@ -199,7 +199,7 @@ def _typed(node: DictConfig, cls: type[T], name: str) -> T:
         full = getattr(e, "full_key", None) or ""
         key = f"{name}.{full}" if full else name
         value = getattr(e, "value", None)
-        message = str(e).splitlines()[0]
+        message = first_line(e)
         if full and value is None:  # an unknown key: OmegaConf gives no value, the user did
             value = OmegaConf.select(node, full, default=None)
             known = [f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")]
