@@ -30,6 +30,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from acai.evaluation.interpolation import lerp, slerp
+from acai.interpolate.inputs import load_image, run_test_set
 from acai.networks.inference import predict
 from acai.tracking.loading import load_autoencoder
 from acai.tracking.mlflow_run import CRITIC_ARTIFACT, resolve_uri
@@ -37,7 +38,6 @@ from acai.tracking.plots import to_uint8
 
 sys.path.insert(0, str(ROOT / "src"))
 import explore  # noqa: E402
-import interpolate  # noqa: E402
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
@@ -110,7 +110,7 @@ def reference(runs):
     uri, acai_id, plain_id = runs
     mlflow.set_tracking_uri(uri)
     model = load_autoencoder(f"runs:/{acai_id}/model")
-    x, y = interpolate._test_images(MlflowClient(uri), acai_id, tuple(model.input_shape[1:]))
+    x, y = run_test_set(MlflowClient(uri), acai_id, tuple(model.input_shape[1:]))
     return model, x, y
 
 
@@ -191,7 +191,7 @@ def test_uploaded_images_give_the_path_between_them(app, reference, tmp_path):
     for slot, f in zip("ab", files):
         answer = ok(app + f"api/upload?slot={slot}&name={urllib.request.quote(f.name)}", "POST", f.read_bytes())
         assert answer[slot]["source"] == f"upload {f.name}" and answer[slot]["index"] is None
-    ends = [interpolate.load_image(f, (32, 32, 1)) for f in files]
+    ends = [load_image(f, (32, 32, 1)) for f in files]
     path = ok(app + "api/path?steps=3&mode=linear")
     got = np.stack([pixels(f) for f in path["runs"][0]["frames"]])
     assert np.abs(got.astype(int) - expected_path(model, *ends, "linear", 3)).max() <= 1
