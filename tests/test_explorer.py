@@ -30,6 +30,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from acai.evaluation.interpolation import lerp, slerp
+from acai.explorer.server import listen, start
 from acai.interpolate.inputs import load_image, run_test_set
 from acai.networks.inference import predict
 from acai.tracking.loading import load_autoencoder
@@ -37,7 +38,7 @@ from acai.tracking.mlflow_run import CRITIC_ARTIFACT, resolve_uri
 from acai.tracking.plots import to_uint8
 
 sys.path.insert(0, str(ROOT / "src"))
-import explore  # noqa: E402
+import explore  # noqa: E402  (the script: its main)
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
@@ -57,7 +58,7 @@ class Served:
     """The explorer on a free port in this process, as `src/explore.py` builds it."""
 
     def __init__(self, uri: str, run_ids: list[str]):
-        self.server, self.sock, self.url = explore.start(run_ids, uri, port=0)
+        self.server, self.sock, self.url = start(run_ids, uri, port=0)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 30
@@ -240,7 +241,7 @@ def test_the_command_refuses_bad_runs_and_ports_in_one_line(runs, capsys):
     unfinished = client.create_run(client.get_run(acai_id).info.experiment_id).info.run_id
     assert explore.main([unfinished, "--tracking-uri", uri, "--port", "0"]) == 2
     assert "has not finished" in capsys.readouterr().err
-    with explore.listen(0) as busy:
+    with listen(0) as busy:
         busy.listen()
         assert explore.main([acai_id, "--tracking-uri", uri, "--port", str(busy.getsockname()[1])]) == 2
         assert "cannot listen on 127.0.0.1" in capsys.readouterr().err
