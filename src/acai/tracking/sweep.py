@@ -1,6 +1,6 @@
 """A `-m` sweep as one experiment: its store, its tag, its parent run and the summary the parent holds.
 
-In the launching process, before any job starts (`PrepareSweep.on_multirun_start`), the store and
+In the launching process, before any job starts (`SweepTracking.on_multirun_start`), the store and
 experiment are created once (parallel jobs that each create a brand-new SQLite store at the same moment
 fail, `duplicate column name: step`, and file locks are not to be trusted on a cluster's shared file
 system), and the sweep gets a parent run: every job's run becomes its child (MLflow's
@@ -183,7 +183,7 @@ def open_sweep_experiment(config: DictConfig) -> tuple[MlflowClient, str]:
     return MlflowClient(), experiment_id
 
 
-class PrepareSweep(Callback):
+class SweepTracking(Callback):
     """Hydra callback (conf/config.yaml): the store, the experiment and the parent run, once, before any job;
     the parent's summary when the sweep ends; and TensorFlow's INFO notes quiet in every job, in whichever
     process the launcher runs it."""
