@@ -390,7 +390,7 @@ def test_default_window_is_each_runs_own_summary_window_and_is_said(empty_store,
     said = "the last 1 of 8 (1 run), the last 5 of 64 (1 run)"
     assert "Each run counts with the median of its last round(E·20/256) of E evaluations" in rep.markdown
     assert rep.markdown.count(said) == 1 + len(MEASUREMENTS) - sum(rep.tables[m.key].empty
-                                                                           for m in MEASUREMENTS)
+                                                                    for m in MEASUREMENTS)
     assert said in (tmp_path / "out" / "mean_distance.md").read_text(encoding="utf-8")
     assert "its last 20 evaluations (`--last 20`)" in (tmp_path / "forced" / "mean_distance.md").read_text("utf-8")
     assert report.main(["--tracking-uri", uri, "--out", str(tmp_path / "o")]) == 0

@@ -42,7 +42,6 @@ class Report:
     run_id: str | None = None
 
 
-
 def build_report(tracking_uri: str = DEFAULT_TRACKING_URI, experiment: str = "acai", filter_string: str | None = None,
                  sweep: str | None = None, out: str | Path = "reports", log: bool = True,
                  last: int | None = None) -> Report:
