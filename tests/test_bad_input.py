@@ -284,7 +284,8 @@ def test_infinite_evaluations_in_a_report_are_undefined_not_numbers(tmp_path):
 
     from test_report import EVALS, MEASURE, history, log_training_run
 
-    import report
+    from acai.reporting.report import build_report
+    from acai.reporting.tables import table_markdown
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
@@ -293,10 +294,10 @@ def test_infinite_evaluations_in_a_report_are_undefined_not_numbers(tmp_path):
     partly[-3:] = [math.inf, -math.inf, math.inf]
     log_training_run(client, exp, "aae", "lines", "conv", 64, 0, {"smoothness": partly})
     log_training_run(client, exp, "aae", "lines", "conv", 64, 1, {"smoothness": [math.inf] * EVALS})
-    rep = report.build_report(uri, "acai", out=tmp_path / "out", log=False, last=20)  # the paper's window
+    rep = build_report(uri, "acai", out=tmp_path / "out", log=False, last=20)  # the paper's window
     (aae,) = rep.tables["smoothness"].itertuples()
     assert (aae.mean, aae.n, aae.undefined) == (pytest.approx(np.median(partly[5:22])), 1, 1)
-    md = report.table_markdown(MEASURE["smoothness"], rep.tables["smoothness"])
+    md = table_markdown(MEASURE["smoothness"], rep.tables["smoothness"])
     assert "or infinite (±inf, taken as undefined)" in md and "AAE lines/conv/64 (1)" in md
 
 

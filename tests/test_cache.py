@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from acai.evaluation.cache import cache_dir, fingerprint, remembered
+from acai.cache import cache_dir, fingerprint, remembered
 from acai.evaluation.clustering import cluster_accuracy
 
 

@@ -30,14 +30,15 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from acai.evaluation.interpolation import lerp, slerp
+from acai.explorer.server import listen, start
+from acai.interpolate.inputs import load_image, run_test_set
 from acai.networks.inference import predict
 from acai.tracking.loading import load_autoencoder
 from acai.tracking.mlflow_run import CRITIC_ARTIFACT, resolve_uri
 from acai.tracking.plots import to_uint8
 
 sys.path.insert(0, str(ROOT / "src"))
-import explore  # noqa: E402
-import interpolate  # noqa: E402
+import explore  # noqa: E402  (the script: its main)
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
@@ -57,7 +58,7 @@ class Served:
     """The explorer on a free port in this process, as `src/explore.py` builds it."""
 
     def __init__(self, uri: str, run_ids: list[str]):
-        self.server, self.sock, self.url = explore.start(run_ids, uri, port=0)
+        self.server, self.sock, self.url = start(run_ids, uri, port=0)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 30
@@ -110,7 +111,7 @@ def reference(runs):
     uri, acai_id, plain_id = runs
     mlflow.set_tracking_uri(uri)
     model = load_autoencoder(f"runs:/{acai_id}/model")
-    x, y = interpolate._test_images(MlflowClient(uri), acai_id, tuple(model.input_shape[1:]))
+    x, y = run_test_set(MlflowClient(uri), acai_id, tuple(model.input_shape[1:]))
     return model, x, y
 
 
@@ -191,7 +192,7 @@ def test_uploaded_images_give_the_path_between_them(app, reference, tmp_path):
     for slot, f in zip("ab", files):
         answer = ok(app + f"api/upload?slot={slot}&name={urllib.request.quote(f.name)}", "POST", f.read_bytes())
         assert answer[slot]["source"] == f"upload {f.name}" and answer[slot]["index"] is None
-    ends = [interpolate.load_image(f, (32, 32, 1)) for f in files]
+    ends = [load_image(f, (32, 32, 1)) for f in files]
     path = ok(app + "api/path?steps=3&mode=linear")
     got = np.stack([pixels(f) for f in path["runs"][0]["frames"]])
     assert np.abs(got.astype(int) - expected_path(model, *ends, "linear", 3)).max() <= 1
@@ -240,7 +241,7 @@ def test_the_command_refuses_bad_runs_and_ports_in_one_line(runs, capsys):
     unfinished = client.create_run(client.get_run(acai_id).info.experiment_id).info.run_id
     assert explore.main([unfinished, "--tracking-uri", uri, "--port", "0"]) == 2
     assert "has not finished" in capsys.readouterr().err
-    with explore.listen(0) as busy:
+    with listen(0) as busy:
         busy.listen()
         assert explore.main([acai_id, "--tracking-uri", uri, "--port", str(busy.getsockname()[1])]) == 2
         assert "cannot listen on 127.0.0.1" in capsys.readouterr().err

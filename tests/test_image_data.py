@@ -4,12 +4,11 @@ decoded by the one decoder that src/interpolate.py shares, their limits and thei
 import gzip
 import os
 import struct
-import sys
 import zipfile
 
 import numpy as np
 import pytest
-from conftest import FASHION, ROOT
+from conftest import FASHION
 from datafiles import declare_member_size, png_declaring, unreadable, write_images
 from PIL import Image
 
@@ -17,9 +16,7 @@ from acai.data.base import pad_to, unit_range
 from acai.data.folder import ImageFolder
 from acai.data.images import ImageDataset, read_idx
 from acai.errors import ConfigError, DatasetError
-
-sys.path.insert(0, str(ROOT / "src"))
-import interpolate  # noqa: E402
+from acai.interpolate.inputs import load_image
 
 
 def write_idx(path, array: np.ndarray) -> None:
@@ -169,7 +166,7 @@ def test_folder_and_interpolate_decode_each_kind_of_file_to_the_same_expected_pi
         Image.new("RGB", (32, 32), (9, 9, 9)).save(folder / f"z{i}.png")
     ds = ImageFolder(path=str(folder), test_size=2, holdout=False, channels=channels)
     from_folder = np.asarray(ds.splits["train"].x[:1])[0]  # name order: a.* first
-    from_file = np.rint((interpolate.load_image(path, (32, 32, channels)) + 1) * 255 / 2).astype(np.uint8)
+    from_file = np.rint((load_image(path, (32, 32, channels)) + 1) * 255 / 2).astype(np.uint8)
     assert np.array_equal(from_folder, from_file)
     if channels == 1:
         expected = np.asarray(Image.fromarray(expected).convert("L"))[..., None]

@@ -15,13 +15,14 @@ from PIL import Image
 from acai.config import build
 from acai.data.base import Dataset, pad_to
 from acai.errors import DatasetError
+from acai.interpolate.inputs import DEFAULT_PAIRS, load_image, pick_pairs
 from acai.networks.inference import predict
 from acai.tracking.loading import load_autoencoder, run_config
 from acai.tracking.mlflow_run import resolve_uri
 from acai.tracking.plots import to_uint8
 
 sys.path.insert(0, str(ROOT / "src"))
-import interpolate  # noqa: E402
+import interpolate  # noqa: E402  (the script: its main)
 
 SHAPE = (32, 32, 1)  # the lines dataset with the MLP
 
@@ -109,7 +110,7 @@ def test_without_pairs_it_picks_pairs_of_different_angles_and_names_the_file(run
     name = MlflowClient(resolve_uri(uri)).get_run(run_id).info.run_name  # e.g. none-lines-mlp-z64-s0
     assert out == Path(f"{name}-interpolation.png") and out.exists()
     x, y = Lines(test_size=300).test_set()
-    ends = interpolate._test_pairs(x, y, None, interpolate.DEFAULT_PAIRS, 0)
+    ends = pick_pairs(x, y, None, DEFAULT_PAIRS, 0)
     assert len(ends) == 8
     for a, b in ends:
         (i,), (j,) = [np.flatnonzero((x == e).all(axis=(1, 2, 3)))[:1] for e in (a, b)]
@@ -132,7 +133,7 @@ def test_image_files_work_for_a_grayscale_model(run, tmp_path):
     out = tmp_path / "files.png"
     assert cli(run, "--images", str(gray), str(colour), "--steps", "4", "--plain", "--out", str(out)) == 0
     grid = cells(out, 1, 4)
-    x = np.stack([interpolate.load_image(gray, SHAPE), interpolate.load_image(colour, SHAPE)])
+    x = np.stack([load_image(gray, SHAPE), load_image(colour, SHAPE)])
     recon = reconstruct(run[2], x)
     assert close(grid[0, 0], recon[0]) and close(grid[0, -1], recon[1])
 
@@ -221,29 +222,29 @@ def test_usage_errors_return_2_instead_of_exiting(tmp_path, capsys):
 def test_load_image_converts_channels_resizes_and_scales(tmp_path):
     gray = tmp_path / "flat.png"
     Image.new("L", (7, 5), 51).save(gray)
-    x = interpolate.load_image(gray, (32, 32, 1))
+    x = load_image(gray, (32, 32, 1))
     assert x.shape == (32, 32, 1) and x.dtype == np.float32
     np.testing.assert_allclose(x, 51 * 2 / 255 - 1, atol=1e-6)  # x * 2/255 - 1
 
     red = tmp_path / "red.jpg"
     Image.new("RGB", (40, 30), (255, 0, 0)).save(red)
-    as_gray = interpolate.load_image(red, (28, 28, 1))
+    as_gray = load_image(red, (28, 28, 1))
     assert as_gray.shape == (28, 28, 1)
     np.testing.assert_allclose(as_gray, 76 * 2 / 255 - 1, atol=0.05)  # ITU-R 601 luma of red
-    as_rgb = interpolate.load_image(red, (16, 16, 3))
+    as_rgb = load_image(red, (16, 16, 3))
     assert as_rgb.shape == (16, 16, 3)
     assert as_rgb[..., 0].min() > 0.9 and as_rgb[..., 1:].max() < -0.9
-    assert interpolate.load_image(gray, (8, 8, 3)).shape == (8, 8, 3)  # grayscale file for a colour model
+    assert load_image(gray, (8, 8, 3)).shape == (8, 8, 3)  # grayscale file for a colour model
 
 
 def test_load_image_handles_alpha_16_bit_and_exif_orientation(tmp_path):
     clear = tmp_path / "clear.png"
     Image.new("RGBA", (8, 8), (255, 255, 255, 0)).save(clear)
-    np.testing.assert_allclose(interpolate.load_image(clear, (8, 8, 1)), -1.0)  # transparent = background
+    np.testing.assert_allclose(load_image(clear, (8, 8, 1)), -1.0)  # transparent = background
 
     deep = tmp_path / "deep.png"
     Image.fromarray(np.full((8, 8), 32768, np.uint16)).save(deep)  # mid-grey in 16 bits, not white
-    np.testing.assert_allclose(interpolate.load_image(deep, (8, 8, 1)), 128 * 2 / 255 - 1, atol=0.01)
+    np.testing.assert_allclose(load_image(deep, (8, 8, 1)), 128 * 2 / 255 - 1, atol=0.01)
 
     turned = tmp_path / "turned.jpg"
     pixels = np.zeros((10, 20), np.uint8)
@@ -251,7 +252,7 @@ def test_load_image_handles_alpha_16_bit_and_exif_orientation(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6
     Image.fromarray(pixels, "L").save(turned, exif=exif, quality=95)
-    x = interpolate.load_image(turned, (20, 10, 1))[..., 0]  # viewed upright: 10 wide, 20 tall, top half white
+    x = load_image(turned, (20, 10, 1))[..., 0]  # viewed upright: 10 wide, 20 tall, top half white
     assert x[:8].mean() > 0.8 and x[12:].mean() < -0.8
 
 
@@ -267,7 +268,7 @@ def test_load_image_accepts_any_mode_pillow_reads(tmp_path, mode, name, channels
     if mode == "P":
         img.info["transparency"] = 0
     img.save(tmp_path / name)
-    x = interpolate.load_image(tmp_path / name, (16, 16, channels))
+    x = load_image(tmp_path / name, (16, 16, channels))
     assert x.shape == (16, 16, channels) and x.dtype == np.float32
     assert -1.0 <= x.min() and x.max() <= 1.0 and x.std() > 0.05  # a picture, not a flat clipped field
 
@@ -291,7 +292,7 @@ def test_load_image_refuses_what_pillow_cannot_read(tmp_path):
                          (fifo, "not a regular file but a FIFO"), (dangling, "a dangling symbolic link"),
                          (bomb, "9000x9000 = 81,000,000 pixels, over the limit 67,108,864; not decoded")]:
         with pytest.raises(DatasetError) as info:
-            interpolate.load_image(path, SHAPE)
+            load_image(path, SHAPE)
         message = str(info.value)
         assert str(path) in message and reason in message and "PNG, JPEG" in message and "\n" not in message
 

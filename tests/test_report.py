@@ -15,15 +15,20 @@ from conftest import ROOT
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
+from acai.reporting.measurements import MEASUREMENTS, PAPER_LABEL
+from acai.reporting.report import build_report
+from acai.reporting.runs import median_of_last
+from acai.reporting.tables import columns_of, table_markdown
+
 sys.path.insert(0, str(ROOT / "src"))
-import report  # noqa: E402
+import report  # noqa: E402  (the script: its main)
 
 EVALS = 25  # more than 20, so that "the last 20" differs from "all of them"
 WINDOW = 2  # round(25 * 20 / 256): the runs' own summary/* window, the report's default
 EVERY = 32  # samples between evaluations: the metric step
 LINES_METRICS = ("mean_distance", "mean_distance_x1e3", "smoothness")
 IMAGE_METRICS = ("latent_accuracy", "reconstruction_error")
-MEASURE = {m.key: m for m in report.MEASUREMENTS}
+MEASURE = {m.key: m for m in MEASUREMENTS}
 
 
 def history(seed: int, base: float) -> list[float]:
@@ -130,21 +135,21 @@ def row(table, reg: str, dataset: str):
 
 def test_groups_and_left_out_runs(store, tmp_path):
     uri, *_ = store
-    rep = report.build_report(uri, "acai", out=tmp_path / "out", log=False)
+    rep = build_report(uri, "acai", out=tmp_path / "out", log=False)
     cells = set(zip(rep.per_run["regularizer"], rep.per_run["dataset"], rep.per_run["model"],
                     rep.per_run["latent_dim"]))
     assert cells == {("none", "lines", "conv", 64), ("acai", "lines", "conv", 64), ("dropout", "lines", "conv", 64),
                      ("acai", "mnist", "conv", 32)}
     assert len(rep.per_run) == 7  # the running run and the evaluation child run are not training results
     assert any("without the params" in n and "evaluate-x" in n for n in rep.notes)
-    assert list(report.columns_of(rep.tables["smoothness"])) == ["none", "acai"]  # paper order, dropout has none
-    assert list(report.columns_of(rep.tables["latent_accuracy"])) == ["none", "dropout", "acai"]
-    assert list(report.columns_of(rep.tables["cluster_accuracy"])) == ["none", "acai", "pixels"]
+    assert list(columns_of(rep.tables["smoothness"])) == ["none", "acai"]  # paper order, dropout has none
+    assert list(columns_of(rep.tables["latent_accuracy"])) == ["none", "dropout", "acai"]
+    assert list(columns_of(rep.tables["cluster_accuracy"])) == ["none", "acai", "pixels"]
 
 
 def test_means_and_stds_are_the_papers_aggregation(store, tmp_path):
     uri, _, _, logged = store
-    rep = report.build_report(uri, "acai", out=tmp_path / "out", log=False)
+    rep = build_report(uri, "acai", out=tmp_path / "out", log=False)
     checks = [("mean_distance", "mean_distance", 1e3), ("smoothness", "smoothness", 1.0),
               ("latent_accuracy", "latent_accuracy", 1.0), ("reconstruction_error", "reconstruction_error", 1e3),
               ("cluster_accuracy", "cluster_accuracy", 1.0)]
@@ -167,21 +172,21 @@ def test_means_and_stds_are_the_papers_aggregation(store, tmp_path):
 
 def test_markdown_cells_paper_rows_and_blanks(store, tmp_path):
     uri, _, _, logged = store
-    rep = report.build_report(uri, "acai", out=tmp_path / "out", log=False)
+    rep = build_report(uri, "acai", out=tmp_path / "out", log=False)
     md = rep.markdown
     mean, std, _ = expected(logged, "smoothness", "acai", "lines")
     assert f"{mean:.2f}±{std:.2f}" in md
-    smooth = report.table_markdown(MEASURE["smoothness"], rep.tables["smoothness"]).splitlines()
+    smooth = table_markdown(MEASURE["smoothness"], rep.tables["smoothness"]).splitlines()
     assert smooth[2] == "| dataset | model | latent | Baseline | ACAI | n |"
     assert smooth[5] == "| paper (unverified) | | | 0.44±0.04 | 0.10±0.01 | |"  # lines 64 is Table 1's setting
-    accuracy = report.table_markdown(MEASURE["latent_accuracy"], rep.tables["latent_accuracy"]).splitlines()
+    accuracy = table_markdown(MEASURE["latent_accuracy"], rep.tables["latent_accuracy"]).splitlines()
     lines_row = next(r for r in accuracy if r.startswith("| lines |"))
     assert lines_row.endswith("| Baseline:2 Dropout:1 ACAI:2 |")  # n per column when they differ
     mnist = accuracy.index(next(r for r in accuracy if r.startswith("| mnist | conv | 32 |")))
     assert accuracy[mnist].split(" | ")[3:5] == ["", ""]  # no Baseline or Dropout run on MNIST: blank cells
     assert accuracy[mnist + 1] == "| paper (unverified) | | | 94.90±0.14 |  | 98.25±0.11 | |"
     assert not any(r.startswith("| paper") for r in accuracy[:mnist])  # no paper row for lines accuracy
-    cluster = report.table_markdown(MEASURE["cluster_accuracy"], rep.tables["cluster_accuracy"])
+    cluster = table_markdown(MEASURE["cluster_accuracy"], rep.tables["cluster_accuracy"])
     assert "| paper (unverified) | | |  | ~94.38 |  | |" in cluster  # pixels column blank in the paper row
     assert "| 50.00±0.00 |" in cluster  # the pixels reference on MNIST
 
@@ -190,7 +195,7 @@ def test_missing_metrics_are_blank_not_errors(empty_store, tmp_path):
     uri, client, exp = empty_store
     log_training_run(client, exp, "vae", "lines", "mlp", 64, 0, {"reconstruction_error": history(0, 0.01)})
     log_training_run(client, exp, "denoising", "lines", "mlp", 64, 0, {})  # crashed before its first evaluation
-    rep = report.build_report(uri, "acai", out=tmp_path / "out", log=False)
+    rep = build_report(uri, "acai", out=tmp_path / "out", log=False)
     assert rep.tables["smoothness"].empty and rep.tables["cluster_accuracy"].empty
     assert "_No finished run logged `eval/smoothness`._" in rep.markdown
     assert list(rep.tables["reconstruction_error"]["regularizer"]) == ["vae"]
@@ -206,12 +211,12 @@ def test_undefined_evaluations_are_skipped_and_shown(empty_store, tmp_path):
     log_training_run(client, exp, "aae", "lines", "conv", 64, 0, {"smoothness": partly})
     log_training_run(client, exp, "aae", "lines", "conv", 64, 1, {"smoothness": [math.nan] * EVALS})
     log_training_run(client, exp, "vae", "lines", "conv", 64, 0, {"smoothness": [math.nan] * EVALS})
-    rep = report.build_report(uri, "acai", out=tmp_path / "out", log=False)
+    rep = build_report(uri, "acai", out=tmp_path / "out", log=False)
     table = rep.tables["smoothness"]
     aae, vae = row(table, "aae", "lines"), row(table, "vae", "lines")
     assert (aae["mean"], aae["std"], aae["n"], aae["undefined"]) == (pytest.approx(partly[-2]), 0, 1, 1)
     assert (vae["n"], vae["undefined"]) == (0, 1) and np.isnan(vae["mean"])
-    md = report.table_markdown(MEASURE["smoothness"], table)
+    md = table_markdown(MEASURE["smoothness"], table)
     assert f"| lines | conv | 64 | NaN | {aae['mean']:.2f}±0.00 | 1 |" in md  # the paper's order: VAE, AAE
     assert "all undefined (NaN)" in md and "VAE lines/conv/64 (1), AAE lines/conv/64 (1)" in md
 
@@ -222,7 +227,7 @@ def test_files_are_written_and_logged_to_a_summary_run(store, tmp_path, capsys):
     assert report.main(["--tracking-uri", uri, "--out", str(out)]) == 0
     captured = capsys.readouterr()
     assert captured.out.startswith("# ACAI report: experiment `acai`") and "## Smoothness" in captured.out
-    names = {f"{m.key}.{ext}" for m in report.MEASUREMENTS for ext in ("md", "csv")} | {"report.md", "report.png",
+    names = {f"{m.key}.{ext}" for m in MEASUREMENTS for ext in ("md", "csv")} | {"report.md", "report.png",
                                                                                         "runs.csv"}
     names |= {"learning_curves.png", "learning_curves.csv"}  # each measurement against samples seen
     assert {p.name for p in out.iterdir()} == names
@@ -260,7 +265,7 @@ def test_sweep_and_filter_select_runs(store, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "sweep `mnist32`" in out and "| mnist | conv | 32 |" in out and "| lines |" not in out
     assert client.search_runs([exp], "tags.`acai.report` = 'true'")[0].info.run_name == "report-acai-mnist32"
-    rep = report.build_report(uri, "acai", "params.seed = '1'", out=tmp_path / "f", log=False)
+    rep = build_report(uri, "acai", "params.seed = '1'", out=tmp_path / "f", log=False)
     assert set(rep.per_run["seed"]) == {"1"} and len(rep.per_run) == 3
 
 
@@ -269,15 +274,15 @@ def test_median_of_last_counts_a_repeated_step_once():
     metrics = [Metric("eval/x", float(s), 1000 + s, s * EVERY) for s in range(1, 26)]
     metrics.append(Metric("eval/x", 1000.0, 5000, 25 * EVERY))  # re-logged last step
     metrics.append(Metric("eval/x", -1000.0, 10, 24 * EVERY))  # older than the first log of that step
-    assert report.median_of_last(metrics) == np.median([*range(6, 25), 1000.0]) == 15.5
-    assert np.isnan(report.median_of_last([]))
+    assert median_of_last(metrics) == np.median([*range(6, 25), 1000.0]) == 15.5
+    assert np.isnan(median_of_last([]))
 
 
 def test_mixed_settings_are_noted(store, tmp_path):
     uri, client, exp, _ = store
     rid = log_training_run(client, exp, "none", "lines", "conv", 64, 5, {"smoothness": history(5, 0.5)})
     client.log_batch(rid, params=[Param("trainer.lr", "0.01")])
-    rep = report.build_report(uri, "acai", out=tmp_path / "o", log=False)
+    rep = build_report(uri, "acai", out=tmp_path / "o", log=False)
     assert any("none/lines/conv/64 differ in trainer.lr" in n for n in rep.notes)
     assert "> Note: the 3 runs of none/lines/conv/64 differ in trainer.lr" in rep.markdown
 
@@ -319,7 +324,7 @@ def test_script_starts_without_tensorflow(store, tmp_path):
 def test_last_n_sets_the_window_of_the_per_run_median(store, tmp_path, capsys):
     """`--last 3`: per run the median of its last 3 evaluations, said so in the notes; --last 0 is refused."""
     uri, _, _, logged = store
-    rep = report.build_report(uri, "acai", out=tmp_path / "out", log=False, last=3)
+    rep = build_report(uri, "acai", out=tmp_path / "out", log=False, last=3)
     medians = [np.median(v["reconstruction_error"][-3:]) * 1e3 for (r, d, _), v in logged.items()
                if r == "acai" and d == "lines"]
     got = row(rep.tables["reconstruction_error"], "acai", "lines")
@@ -341,11 +346,11 @@ def test_tables_2_and_3_have_a_row_per_dataset_and_latent_size_in_the_papers_ord
             log_training_run(client, exp, reg, dataset, "conv", latent, 0, {"latent_accuracy": accuracy,
                              "reconstruction_error": [0.01] * EVALS}, once={"cluster_accuracy": 40.0 + i})
     log_training_run(client, exp, "acai", "celeba", "conv", 32, 0, {"reconstruction_error": [0.02] * EVALS})
-    rep = report.build_report(uri, "acai", out=tmp_path / "out", log=False)
+    rep = build_report(uri, "acai", out=tmp_path / "out", log=False)
     for key, table in (("latent_accuracy", "Table 2"), ("cluster_accuracy", "Table 3")):
         section = rep.markdown.split(f"## {MEASURE[key].title}: the paper's {table}")[1].split("\n## ")[0]
         rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line
-                and not line.startswith(f"| {report.PAPER_LABEL}")]
+                and not line.startswith(f"| {PAPER_LABEL}")]
         assert rows[0] == "| dataset | model | latent | Baseline | ACAI | n |"
         assert [tuple(r.split(" | ")[0:3:2]) for r in rows[1:]] == [
             ("| mnist", "32"), ("| mnist", "256"), ("| svhn", "32"), ("| svhn", "256"), ("| cifar10", "256"),
@@ -373,19 +378,19 @@ def test_default_window_is_each_runs_own_summary_window_and_is_said(empty_store,
                                                                    "mean_distance": [v / 1e3 for v in short]})
     log_training_run(client, exp, "acai", "lines", "conv", 64, 1, {"mean_distance_x1e3": long,
                                                                    "mean_distance": [v / 1e3 for v in long]})
-    rep = report.build_report(uri, "acai", out=tmp_path / "out", log=False)
+    rep = build_report(uri, "acai", out=tmp_path / "out", log=False)
     assert rep.per_run[["seed", "evaluations", "window"]].values.tolist() == [["0", 8, 1], ["1", 64, 5]]
     got = row(rep.tables["mean_distance"], "acai", "lines")
     medians = [short[-1], np.median(long[-5:])]
     assert (got["mean"], got["std"]) == (pytest.approx(np.mean(medians)), pytest.approx(np.std(medians)))
     assert got["mean"] < 9  # the end of training, where the old default (median of 20) gave the plateau
-    forced = report.build_report(uri, "acai", out=tmp_path / "forced", log=False, last=20)
+    forced = build_report(uri, "acai", out=tmp_path / "forced", log=False, last=20)
     assert row(forced.tables["mean_distance"], "acai", "lines")["mean"] == pytest.approx(
         np.mean([np.median(short), np.median(long[-20:])]))  # the short run's "median of 20": half plateau
     said = "the last 1 of 8 (1 run), the last 5 of 64 (1 run)"
     assert "Each run counts with the median of its last round(E·20/256) of E evaluations" in rep.markdown
-    assert rep.markdown.count(said) == 1 + len(report.MEASUREMENTS) - sum(rep.tables[m.key].empty
-                                                                           for m in report.MEASUREMENTS)
+    assert rep.markdown.count(said) == 1 + len(MEASUREMENTS) - sum(rep.tables[m.key].empty
+                                                                    for m in MEASUREMENTS)
     assert said in (tmp_path / "out" / "mean_distance.md").read_text(encoding="utf-8")
     assert "its last 20 evaluations (`--last 20`)" in (tmp_path / "forced" / "mean_distance.md").read_text("utf-8")
     assert report.main(["--tracking-uri", uri, "--out", str(tmp_path / "o")]) == 0
@@ -409,13 +414,13 @@ def test_cells_whose_runs_never_left_the_plateau_are_marked(empty_store, tmp_pat
     log_training_run(client, exp, "none", "lines", "conv", 64, 0, blob)
     log_training_run(client, exp, "vae", "lines", "conv", 64, 0, blob, once={"mean_image_error": 0.081})
     log_training_run(client, exp, "dropout", "lines", "conv", 64, 0, learned, once={"mean_image_error": 0.081})
-    rep = report.build_report(uri, "acai", out=tmp_path / "out", log=False)
+    rep = build_report(uri, "acai", out=tmp_path / "out", log=False)
     plateau = dict(zip(rep.per_run["run_name"], rep.per_run["plateau"]))
     assert plateau == {"aae-lines-conv-z64-s0": "never left", "aae-lines-conv-z64-s1": "never left",
                        "acai-lines-conv-z64-s0": "never left", "acai-lines-conv-z64-s1": f"left at {11 * EVERY}",
                        "none-lines-conv-z64-s0": "", "vae-lines-conv-z64-s0": "never left",
                        "dropout-lines-conv-z64-s0": f"left at {11 * EVERY}"}
-    md = report.table_markdown(MEASURE["mean_distance"], rep.tables["mean_distance"]).splitlines()
+    md = table_markdown(MEASURE["mean_distance"], rep.tables["mean_distance"]).splitlines()
     assert md[2] == "| dataset | model | latent | Baseline | Dropout | VAE | AAE | ACAI | n |"
     assert md[4] == ("| lines | conv | 64 | 30.00±0.00 | 4.00±0.00 | 30.00±0.00† | 30.00±0.00† | 17.00±13.00†1/2 "
                      "| Baseline:1 Dropout:1 VAE:1 AAE:2 ACAI:2 |")

@@ -18,10 +18,12 @@ from mlflow.tracking import MlflowClient
 
 from acai.config import DEFAULT_TRACKING_URI, PROJECT_ROOT, TrackingConfig
 from acai.evaluation.summary import summary_window
+from acai.reporting.measurements import MEASUREMENTS
+from acai.reporting.tables import plateau_mark
 from acai.tracking.sweep import report_command
 
 sys.path.insert(0, str(ROOT / "src"))
-import report  # noqa: E402
+import report  # noqa: E402  (the script: its main)
 
 pytestmark = pytest.mark.slow  # real processes: kept in CI, skipped by `-m 'not slow'`
 
@@ -184,7 +186,7 @@ def test_report_on_the_sweep_matches_a_hand_computation(sweep, capsys):
                    if run.data.params["regularizer.name"] == regularizer)
 
     for key, scale in [("reconstruction_error", 1e3), ("mean_distance", 1e3), ("smoothness", 1.0)]:
-        measurement = next(m for m in report.MEASUREMENTS if m.key == key)
+        measurement = next(m for m in MEASUREMENTS if m.key == key)
         assert measurement.scale == scale, key  # the tables show MSE and Mean Distance x10^-3
         rows = read_csv(out / f"{key}.csv")
         assert [(r["dataset"], r["model"], r["latent_dim"], r["regularizer"], r["n"]) for r in rows] == [
@@ -195,7 +197,7 @@ def test_report_on_the_sweep_matches_a_hand_computation(sweep, capsys):
         for r in rows:
             mean, std = expected(r["regularizer"], key, scale)
             assert (float(r["mean"]), float(r["std"])) == (pytest.approx(mean), pytest.approx(std)), (key, r)
-            cells.append(f"{mean:.2f}±{std:.2f}" + report.plateau_mark(never_left(r["regularizer"]), 2))
+            cells.append(f"{mean:.2f}±{std:.2f}" + plateau_mark(never_left(r["regularizer"]), 2))
         assert f"| lines | mlp | 64 | {cells[0]} | {cells[1]} | 2 |" in md, (key, md)
 
     per_run = read_csv(out / "runs.csv")

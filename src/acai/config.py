@@ -19,7 +19,7 @@ from hydra.utils import get_class
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from acai.errors import ConfigError
+from acai.errors import ConfigError, first_line
 
 T = TypeVar("T")
 
@@ -36,6 +36,8 @@ def _positive(section: str, obj: object, *names: str) -> None:
 # the repository root sees every run; a path given on the command line is taken as given.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TRACKING_URI = f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+# trainer.precision's choices (acai.networks.precision applies them); float16 would need loss scaling
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 @dataclass
@@ -61,7 +63,7 @@ class TrainerConfig:
                   "log_every", "checkpoint_every")
         if str(self.jit_compile).lower() not in ("auto", "true", "false"):
             raise ConfigError("trainer.jit_compile", self.jit_compile, "must be auto, true or false")
-        if self.precision not in ("float32", "mixed_bfloat16"):
+        if self.precision not in PRECISIONS:
             raise ConfigError("trainer.precision", self.precision,
                               "must be float32 or mixed_bfloat16 (float16 would need loss scaling)")
         if self.strategy not in ("none", "mirrored"):
@@ -199,7 +201,7 @@ def _typed(node: DictConfig, cls: type[T], name: str) -> T:
         full = getattr(e, "full_key", None) or ""
         key = f"{name}.{full}" if full else name
         value = getattr(e, "value", None)
-        message = str(e).splitlines()[0]
+        message = first_line(e)
         if full and value is None:  # an unknown key: OmegaConf gives no value, the user did
             value = OmegaConf.select(node, full, default=None)
             known = [f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")]

@@ -75,6 +75,15 @@ def quiet_native_logs() -> None:
     atexit.register(restore)
 
 
+def quiet_tensorflow(filter_stderr: bool) -> None:
+    """The start of every script, before TensorFlow is imported: TF_CPP_MIN_LOG_LEVEL=2 unless set (no C++
+    info lines) and, for a script run as a command (`filter_stderr`), its start-up chatter filtered off fd 2
+    (`quiet_native_logs`), which TensorFlow writes at import."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if filter_stderr:
+        quiet_native_logs()
+
+
 def duration(seconds: float) -> str:
     """3725 -> '1:02:05', 95 -> '1:35'."""
     seconds = int(round(seconds))

@@ -35,3 +35,15 @@ class Interrupted(AcaiError):
         self.signal_name = signal.Signals(signum).name
         self.exit_code = 128 + signum
         super().__init__(message)
+
+
+def first_line(error: object, limit: int | None = None, default: str = "") -> str:
+    """The first line of an error's message (or of any text), stripped and cut to `limit` characters;
+    `default` when the message is empty. For one-line reports of an error from a library."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else default
+
+
+def one_line(text: object) -> str:
+    """All of a text on one line: each run of white space (newlines included) folded to one space."""
+    return " ".join(str(text).split())

@@ -26,7 +26,7 @@ def lock_path(checkpoint_dir: str | Path, key: str) -> Path:
     return Path(checkpoint_dir).expanduser().resolve() / f"{key}.lock"
 
 
-def prepare_folder(folder: Path, setting: str = "trainer.checkpoint_dir") -> None:
+def make_writable_folder(folder: Path, setting: str = "trainer.checkpoint_dir") -> None:
     """Create the checkpoint folder up front: a path that is a file or cannot be written fails now,
     not at the first checkpoint after training."""
     try:
@@ -70,7 +70,7 @@ class RunLock:
         self.owner: dict[str, Any] = {}
 
     def acquire(self) -> RunLock:
-        prepare_folder(self.path.parent)
+        make_writable_folder(self.path.parent)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from acai.errors import DatasetError
+from acai.errors import DatasetError, one_line
 
 MAX_PIXELS = 2**26  # 8192 x 8192: 192 MiB as RGB; a 48-megapixel photo fits
 MAX_FILE_BYTES = 2**28  # 256 MiB
@@ -54,10 +54,6 @@ class Limits:
         return f"{self.setting}{limit}={getattr(self, limit):,}" if self.setting else f"{getattr(self, limit):,}"
 
 
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
 def file_kind(mode: int) -> str:
     """What a stat mode that is not a regular file is, in words."""
     for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
@@ -77,7 +73,7 @@ def read_file(path: str | Path, limits: Limits = Limits()) -> bytes:
     except FileNotFoundError:
         raise ImageReadError(name, "a dangling symbolic link" if path.is_symlink() else "does not exist") from None
     except OSError as e:
-        raise ImageReadError(name, _one_line(e.strerror or e)) from None
+        raise ImageReadError(name, one_line(e.strerror or e)) from None
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
@@ -88,7 +84,7 @@ def read_file(path: str | Path, limits: Limits = Limits()) -> bytes:
         try:
             data = f.read(limits.max_file_bytes + 1)
         except OSError as e:
-            raise ImageReadError(name, _one_line(e.strerror or e)) from None
+            raise ImageReadError(name, one_line(e.strerror or e)) from None
     if len(data) > limits.max_file_bytes:  # grew while read
         raise ImageReadError(name, f"grew past the limit {limits.name('max_file_bytes')} while read")
     return data
@@ -107,7 +103,7 @@ def read_member(archive: zipfile.ZipFile, member: str, label: str, limits: Limit
     except ImageReadError:
         raise
     except (OSError, zipfile.BadZipFile, ValueError, EOFError, NotImplementedError, RuntimeError) as e:
-        raise ImageReadError(label, f"{type(e).__name__}: {_one_line(e)}") from None
+        raise ImageReadError(label, f"{type(e).__name__}: {one_line(e)}") from None
     if len(data) > limits.max_file_bytes:
         raise ImageReadError(label, f"more bytes than declared, over the limit {limits.name('max_file_bytes')}")
     return data
@@ -132,9 +128,9 @@ def open_image(data: bytes, name: str, limits: Limits = Limits()) -> Image.Image
     except UnidentifiedImageError:
         reason = "not an image format Pillow recognises"
     except Image.DecompressionBombError as e:
-        reason = f"too large to decode safely ({_one_line(e)})"
+        reason = f"too large to decode safely ({one_line(e)})"
     except Exception as e:  # noqa: BLE001 - corrupt data or odd modes: OSError, SyntaxError, ValueError...
-        reason = f"{type(e).__name__}: {_one_line(e)}"
+        reason = f"{type(e).__name__}: {one_line(e)}"
     raise ImageReadError(name, reason)
 
 

@@ -45,7 +45,7 @@ from acai.data.decode import (
     read_member,
     to_pixels,
 )
-from acai.data.prepared import Progress, Split, chunks, prepared, source_key
+from acai.data.prepared import PrepareProgress, Split, chunks, prepared, source_key
 from acai.errors import ConfigError, DatasetError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -233,7 +233,7 @@ class ImageFolder(ArrayDataset):
         settings = (self.size, self.crop, self.channels, self.max_pixels, self.max_file_bytes)
 
         def build(open_split) -> dict[str, object]:
-            progress = Progress(self.name, sum(len(v) for v in splits.values()))
+            progress = PrepareProgress(self.name, sum(len(v) for v in splits.values()))
             done, skipped, converted, enlarged = 0, [], Counter(), 0
             with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
                 for split, members in splits.items():

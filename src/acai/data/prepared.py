@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from acai.cache import cache_dir, fingerprint
 from acai.errors import DatasetError
-from acai.evaluation.cache import cache_dir, fingerprint
 
 FORMAT = 3  # bump when the prepared layout or any preparation changes (2: SVHN extra no longer overwrote train;
 # 3: checksums, and folders decoded by acai.data.decode)
@@ -248,7 +248,7 @@ def load_prepared(folder: Path) -> tuple[dict[str, Split], dict[str, object]]:
     return splits, info
 
 
-class Progress:
+class PrepareProgress:
     """'Preparing dataset=svhn: 120,000/604,388 images (31 s)' on stderr, at most every 10 seconds."""
 
     def __init__(self, name: str, total: int | None, every: float = 10.0):

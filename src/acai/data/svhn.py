@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from acai.data.arrays import ArrayDataset
-from acai.data.prepared import Progress, Split, SplitWriter, chunks, prepared, source_key
+from acai.data.prepared import PrepareProgress, Split, SplitWriter, chunks, prepared, source_key
 from acai.data.tfds import tfds_splits
 from acai.errors import DatasetError
 
@@ -75,7 +75,7 @@ class Svhn(ArrayDataset):
         files = self.files()
 
         def build(open_split) -> dict[str, object]:
-            progress = Progress(self.name, None)
+            progress = PrepareProgress(self.name, None)
             done = 0
             for part, path in files.items():
                 x, y = read_mat(path)

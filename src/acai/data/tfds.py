@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from acai.data.prepared import FORMAT, Progress, Split, prepared
-from acai.errors import DatasetError
-from acai.evaluation.cache import fingerprint
+from acai.cache import fingerprint
+from acai.data.prepared import FORMAT, PrepareProgress, Split, prepared
+from acai.errors import DatasetError, first_line
 
 Convert = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]
 
@@ -34,9 +34,9 @@ def tfds_splits(name: str, tfds_name: str, splits: dict[str, str], convert: Conv
         except Exception as e:  # noqa: BLE001 - network, checksum and disk errors all end here
             raise DatasetError(
                 f"dataset={name}: tensorflow-datasets could not download {tfds_name!r} ({type(e).__name__}: "
-                f"{str(e).splitlines()[0] if str(e) else ''}). Without a network, set dataset.path to the files "
+                f"{first_line(e)}). Without a network, set dataset.path to the files "
                 "as distributed (see docs/datasets.md)") from None
-        progress = Progress(name, sum(builder.info.splits[spec].num_examples for spec in splits.values()))
+        progress = PrepareProgress(name, sum(builder.info.splits[spec].num_examples for spec in splits.values()))
         done = 0
         for split, spec in splits.items():
             writer = open_split(split)

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
+from acai.cache import fingerprint, remembered
 from acai.config import EvaluationConfig
 from acai.data.base import Dataset, pad_to, unit_range
 from acai.errors import DatasetError
-from acai.evaluation.cache import fingerprint, remembered
 from acai.evaluation.clustering import cluster_accuracy, probe_accuracy
 from acai.evaluation.interpolation import lerp
 from acai.evaluation.lines_metrics import score_interpolations

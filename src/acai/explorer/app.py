@@ -4,9 +4,8 @@ One user on 127.0.0.1: the state (runs, the current pair, their latents) lives i
 model calls take turns under its lock. Every bad input is an `AcaiError` answered as JSON
 `{"error": message}` with HTTP 400 (404 for an unknown run), which the page shows as it is.
 
-Images are read as `src/interpolate.py` reads them (its `read_image` / `image_to_array`, and its test
-pairs: by index, or a seeded pair with different labels); that script's folder, `src/`, must be on
-sys.path, as it is for `python src/explore.py`.
+Images are read as `src/interpolate.py` reads them (`acai.interpolate.inputs`: `read_image` /
+`image_to_array`, and its test pairs: by index, or a seeded pair with different labels).
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from PIL import Image
 
 from acai.errors import AcaiError, DatasetError, TrackingError
 from acai.evaluation.interpolation import lerp, mix_weights, slerp
+from acai.interpolate.inputs import MODES, image_to_array, pick_pairs, read_image, run_test_set
 from acai.networks.inference import predict
 from acai.tracking.loading import (
     download,
@@ -41,7 +41,6 @@ from acai.tracking.loading import (
 )
 from acai.tracking.mlflow_run import CRITIC_ARTIFACT
 from acai.tracking.plots import to_uint8
-from interpolate import MODES, _test_images, _test_pairs, image_to_array, read_image
 
 STATIC = Path(__file__).resolve().parent / "static"
 ALPHA_STEPS = 1001  # the slider's frame is taken on the path's grid of 1/1000 (lerp/slerp walk evenly)
@@ -183,7 +182,7 @@ class Explorer:
         """The first run's test set, as its logged config builds it (read once)."""
         with self.lock:
             if self._test is None:
-                self._test = _test_images(self.client, self.runs[0].run_id, self.shape)
+                self._test = run_test_set(self.client, self.runs[0].run_id, self.shape)
             return self._test
 
     def pick(self, a: str | None = None, b: str | None = None, seed: str | None = None) -> dict:
@@ -192,7 +191,7 @@ class Explorer:
         n = len(x)
         if a is None and b is None:
             rng_seed = int(parse_number("seed", seed or "0", 0, 2**31 - 1, integer=True))
-            i, j = _test_pairs(np.arange(n), y, None, 1, rng_seed)[0]  # on the indices: which images it picked
+            i, j = pick_pairs(np.arange(n), y, None, 1, rng_seed)[0]  # on the indices: which images it picked
         else:
             i, j = (int(parse_number(f"index {s}", v, 0, n - 1, integer=True)) for s, v in zip(SLOTS, (a, b)))
         with self.lock:

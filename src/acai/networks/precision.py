@@ -14,8 +14,6 @@ import keras
 
 from acai.networks.base import Architecture
 
-PRECISIONS = ("float32", "mixed_bfloat16")
-
 
 @contextmanager
 def dtype_policy(name: str):

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from acai.config import PROJECT_ROOT
-from acai.errors import TrackingError
+from acai.errors import TrackingError, first_line
 from acai.locks import run_state
 from acai.tracking.mlflow_run import quiet_download
 
@@ -95,7 +95,7 @@ def parse_config(path: Path, run_id: str) -> DictConfig:
     try:
         cfg = OmegaConf.load(path)
     except Exception as e:  # noqa: BLE001 - YAML syntax, binary content, a YAML tag, a top-level list, ...
-        first = (str(e).strip().splitlines() or [""])[0][:200]
+        first = first_line(e, 200)
         raise TrackingError(f"{where} is not a YAML config ({type(e).__name__}: {first}); it is what "
                             "src/train.py logged: restore it or train the run again") from None
     missing = [k for k in CONFIG_SECTIONS if not isinstance(cfg, DictConfig) or not isinstance(cfg.get(k), DictConfig)]

@@ -24,7 +24,7 @@ from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH, MAX_EXPERIMENT_NAME_L
 from omegaconf import DictConfig, OmegaConf
 
 from acai.config import TrackingConfig
-from acai.errors import ConfigError, TrackingError
+from acai.errors import ConfigError, TrackingError, first_line
 from acai.locks import store_lock
 
 LOCAL_SCHEMES = ("sqlite:///",)
@@ -228,7 +228,7 @@ def _open_experiment(cfg: TrackingConfig, uri: str) -> str:
         raise TrackingError(f"tracking.uri={cfg.uri!r}: cannot reach or write the MLflow store ({e})") from None
 
 
-def open_store(tracking_uri: str) -> MlflowClient:
+def open_existing_store(tracking_uri: str) -> MlflowClient:
     """A client on an existing store, for the tools that read runs: never creates an empty SQLite file
     (a typo or the wrong folder), and any failure to open it is one clear line."""
     uri = resolve_uri(tracking_uri)
@@ -243,9 +243,8 @@ def open_store(tracking_uri: str) -> MlflowClient:
         mlflow.set_tracking_uri(uri)
         return MlflowClient(uri)
     except Exception as e:  # noqa: BLE001 - unsupported scheme, unreachable server, ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise TrackingError(f"--tracking-uri={tracking_uri!r}: cannot open the MLflow store "
-                            f"({type(e).__name__}: {first})") from None
+                            f"({type(e).__name__}: {first_line(e)})") from None
 
 
 def run_metric(run_id: str, name: str) -> float:

@@ -40,7 +40,7 @@ import numpy as np
 import requests
 from mlflow.exceptions import MlflowException
 
-from acai.errors import TrackingError
+from acai.errors import TrackingError, first_line
 
 FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 PATIENCE = 300.0  # seconds the end of a run waits for the server to take what was kept
@@ -76,9 +76,9 @@ class Unreadable(Exception):
     """A kept write cannot be read back: it is set aside, never retried (internal, never reaches the user)."""
 
 
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:160] if text else type(error).__name__
+def reason(error: BaseException) -> str:
+    """Why a write failed, for a note: the error's first line (160 characters at most), else its type."""
+    return first_line(error, 160, default=type(error).__name__)
 
 
 def diagnose(error: BaseException) -> tuple[int | None, str]:
@@ -92,19 +92,19 @@ def diagnose(error: BaseException) -> tuple[int | None, str]:
         seen.append(e)
         if isinstance(e, requests.HTTPError) and e.response is not None:
             status = e.response.status_code
-            return status, f"it answers HTTP {status} ({first_line(e)})"
+            return status, f"it answers HTTP {status} ({reason(e)})"
         if isinstance(e, requests.exceptions.RetryError):  # MLflow's retry of a 5xx/429 ran out
             found = re.search(r"too many (\d{3}) error responses", str(e))
             status = int(found.group(1)) if found else 500
             return status, f"it answers HTTP {status}"
         if isinstance(e, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)):
             found = re.search(r"\[Errno -?\d+\] ([^'\")]+)|(timed out)", str(e))  # requests nests it deep
-            return None, f"it does not answer ({found.group(1) or found.group(2) if found else first_line(e)})"
+            return None, f"it does not answer ({found.group(1) or found.group(2) if found else reason(e)})"
         e = e.__cause__ or e.__context__
     if isinstance(error, MlflowException):  # the server's JSON error, or MLflow's client rejecting the write
         status = error.get_http_status_code()
-        return status, f"it answers HTTP {status} ({first_line(error)})"
-    return None, f"the write failed ({first_line(error)})"
+        return status, f"it answers HTTP {status} ({reason(error)})"
+    return None, f"the write failed ({reason(error)})"
 
 
 def refused(status: int | None) -> bool:
@@ -206,7 +206,7 @@ class Outbox:
 
     def _unkept(self, what: str, error: OSError) -> Unkept:
         os.environ.update(FAST)  # ending the run (FAILED) gets one quick try: the server may well be down
-        why = error.strerror or first_line(error)
+        why = error.strerror or reason(error)
         if isinstance(error, FileExistsError) and error.filename and not Path(error.filename).is_dir():
             why = "a file is in the way of a folder"  # what mkdir's bare "File exists" means here
         where = f": {error.filename}" if error.filename and Path(error.filename) != self.folder else ""
@@ -267,13 +267,13 @@ class Outbox:
         try:
             text = meta.read_bytes()
         except OSError as e:
-            raise Unreadable(e.strerror or first_line(e)) from None
+            raise Unreadable(e.strerror or reason(e)) from None
         if not text:
             raise Unreadable("empty file")
         try:
             record = json.loads(text)
         except ValueError as e:  # cut short, not JSON, not UTF-8
-            raise Unreadable(f"not JSON: {first_line(e)}") from None
+            raise Unreadable(f"not JSON: {reason(e)}") from None
         if not isinstance(record, dict):
             raise Unreadable("not a kept write")
         step, stamp = record.get("step"), record.get("timestamp")
@@ -290,7 +290,7 @@ class Outbox:
             try:
                 image = np.load(data, allow_pickle=False)
             except (OSError, ValueError, EOFError) as e:
-                raise Unreadable(f"its image {data.name}: {first_line(e)}") from None
+                raise Unreadable(f"its image {data.name}: {reason(e)}") from None
             return lambda: mlflow.log_image(image, key=record["image"], step=step, timestamp=stamp, synchronous=True)
         if isinstance(record.get("figure"), str) and record["figure"]:
             from PIL import Image, UnidentifiedImageError
@@ -299,7 +299,7 @@ class Outbox:
                 with Image.open(data) as png:
                     png.verify()  # the whole file: a PNG cut short fails here
             except (OSError, ValueError, SyntaxError, UnidentifiedImageError) as e:
-                raise Unreadable(f"its figure {data.name}: {first_line(e)}") from None
+                raise Unreadable(f"its figure {data.name}: {reason(e)}") from None
             return lambda: self._log_figure_file(data, record["figure"])
         raise Unreadable("not a kept write")
 

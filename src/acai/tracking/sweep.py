@@ -1,6 +1,6 @@
 """A `-m` sweep as one experiment: its store, its tag, its parent run and the summary the parent holds.
 
-In the launching process, before any job starts (`PrepareSweep.on_multirun_start`), the store and
+In the launching process, before any job starts (`SweepTracking.on_multirun_start`), the store and
 experiment are created once (parallel jobs that each create a brand-new SQLite store at the same moment
 fail, `duplicate column name: step`, and file locks are not to be trusted on a cluster's shared file
 system), and the sweep gets a parent run: every job's run becomes its child (MLflow's
@@ -8,15 +8,14 @@ system), and the sweep gets a parent run: every job's run becomes its child (MLf
 sweep's tag rather than through anything the launcher must pass on. Rerunning the same sweep (the same
 command: the same overrides, sweeper and experiment) reuses its parent, so resumed jobs stay its
 children. When the sweep ends (`on_multirun_end`) the parent is given the report of its children: the
-tables, figures and learning curves `src/report.py` writes, mean ± std over seeds as metrics, and for an
-Optuna sweep the best parameters and value. A sweep cut short gets them when it is rerun, or from
+tables, figures and learning curves `src/report.py` writes (`acai.reporting`), mean ± std over seeds as
+metrics, and for an Optuna sweep the best parameters and value. A sweep cut short gets them when it is rerun, or from
 `python src/report.py --sweep <tag>`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import shlex
 import sys
@@ -122,26 +121,17 @@ def open_parent(client: MlflowClient, experiment_id: str, config: DictConfig, ta
     return run.info.run_id
 
 
-def report_module():
-    """`src/report.py`, the one place the tables and figures are made (imported by path: it is a script)."""
-    if "report" in sys.modules and getattr(sys.modules["report"], "build_report", None):
-        return sys.modules["report"]
-    spec = importlib.util.spec_from_file_location("report", PROJECT_ROOT / "src" / "report.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["report"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def summarize(client: MlflowClient, parent_id: str, tracking_uri: str, experiment: str,
               sweep_dir: str | None = None) -> bool:
     """Report on the parent's children and give it the result; False when no child has finished yet."""
-    report = report_module()
+    from acai.reporting.report import build_report
+    from acai.reporting.runs import NoRuns
+
     with tempfile.TemporaryDirectory() as out:
         try:
-            built = report.build_report(tracking_uri, experiment, f"tags.`{PARENT_ID}` = '{parent_id}'",
-                                        out=out, log=False)
-        except report.NoRuns:
+            built = build_report(tracking_uri, experiment, f"tags.`{PARENT_ID}` = '{parent_id}'", out=out,
+                                 log=False)
+        except NoRuns:
             return False
         log_summary(client, parent_id, built, sweep_dir)
     return True
@@ -151,10 +141,12 @@ def log_summary(client: MlflowClient, parent_id: str, built: Any, sweep_dir: str
     """The parent's summary: the report's files under `summary/`, mean/std/n of every table cell as metrics
     (`<measurement>/<regularizer>/<dataset>-<model>-z<latent>/mean`) and, after an Optuna sweep (its
     `optimization_results.yaml` in the sweep folder), the best parameters and value."""
+    from acai.reporting.measurements import MEASUREMENTS
+
     for path in built.files:
         client.log_artifact(parent_id, str(path), "summary")
     metrics: dict[str, float] = {"summary/runs": float(len(built.per_run))}
-    for m in report_module().MEASUREMENTS:
+    for m in MEASUREMENTS:
         for row in built.tables[m.key].itertuples():
             if row.n:
                 name = f"{m.key}/{row.regularizer}/{row.dataset}-{row.model}-z{row.latent_dim}"
@@ -183,7 +175,7 @@ def or_exit(step: Callable[[], T]) -> T:
         sys.exit(2)
 
 
-def open_store(config: DictConfig) -> tuple[MlflowClient, str]:
+def open_sweep_experiment(config: DictConfig) -> tuple[MlflowClient, str]:
     """The sweep's store and experiment (created if new)."""
     from acai.tracking.mlflow_run import open_experiment
 
@@ -191,7 +183,7 @@ def open_store(config: DictConfig) -> tuple[MlflowClient, str]:
     return MlflowClient(), experiment_id
 
 
-class PrepareSweep(Callback):
+class SweepTracking(Callback):
     """Hydra callback (conf/config.yaml): the store, the experiment and the parent run, once, before any job;
     the parent's summary when the sweep ends; and TensorFlow's INFO notes quiet in every job, in whichever
     process the launcher runs it."""
@@ -204,7 +196,7 @@ class PrepareSweep(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         or_exit(lambda: check_slurm(str(config.hydra.launcher.get("_target_", ""))))
         tag = sweep_tag(config.hydra.sweep.dir)
-        client, experiment_id = open_store(config)
+        client, experiment_id = open_sweep_experiment(config)
         parent = open_parent(client, experiment_id, config, tag)
         tracking = section(config.tracking, TrackingConfig, "tracking")
         print(f"Sweep {tag}: every job's run carries the tag sweep={tag} and is a child of its parent run {parent}\n"
@@ -212,7 +204,7 @@ class PrepareSweep(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         tag = sweep_tag(config.hydra.sweep.dir)
-        client, experiment_id = open_store(config)
+        client, experiment_id = open_sweep_experiment(config)
         parent = find_parent(client, experiment_id, tag)
         if parent is None:
             return

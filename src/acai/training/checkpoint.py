@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from acai.errors import TrainingError
+from acai.errors import TrainingError, first_line
 
 CLOCK = ("wall_seconds", "train_seconds", "first_step_seconds", "timed_steps")
 
@@ -96,7 +96,7 @@ class TrainingState:
         try:
             self.checkpoint.read(path).assert_existing_objects_matched()
         except (tf.errors.OpError, AssertionError, ValueError) as e:
-            first = str(e).strip().splitlines()[0][:200]
+            first = first_line(e, 200)
             raise TrainingError(
                 f"checkpoint {path} is corrupt or belongs to a different model ({first}); "
                 f"delete {self.directory} to start afresh"
