@@ -17,7 +17,7 @@ import mlflow
 import tensorflow as tf
 from mlflow.exceptions import MlflowException
 
-from acai.errors import Interrupted, TrackingError
+from acai.errors import Interrupted, TrackingError, first_line
 from acai.training.callbacks import StopOnSignal
 
 
@@ -25,10 +25,9 @@ class Stopped(Interrupted):
     """A stop by signal, recorded in the store and worded for the phase it happened in."""
 
 
-def first_line(error: BaseException) -> str:
+def typed_line(error: BaseException) -> str:
     """`Type: first line of the message`, for a one-line report of an error from a library."""
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
+    return f"{type(error).__name__}: {first_line(error, 300)}".rstrip(": ")
 
 
 def disk_full(error: BaseException) -> bool:
@@ -58,7 +57,7 @@ def end_run(status: str) -> str | None:
         return None
     except Exception as e:  # noqa: BLE001 - reported in the run's one line, never instead of it
         forget_active_run()
-        return first_line(e)
+        return typed_line(e)
 
 
 @dataclass
@@ -90,7 +89,7 @@ class Phase:
         """The one line of a write that failed (a full disk, a read-only store or artifact folder)."""
         what = (f"no space left on the device (checkpoints in {self.checkpoint_dir}, artifacts in "
                 f"{self.artifact_uri})" if disk_full(e) else f"a file or MLflow store operation failed "
-                f"({first_line(e)})")
+                f"({typed_line(e)})")
         marked = (f"MLflow run {self.run_id} marked FAILED" if unmarked is None
                   else f"MLflow run {self.run_id} could not be marked FAILED either ({unmarked})")
         fix = "free space" if disk_full(e) else "fix it"

@@ -36,7 +36,7 @@ from acai.training.autoencoder import Autoencoder
 from acai.training.callbacks import Evaluate, Progress, StopOnSignal, TrainMetrics
 from acai.training.checkpoint import Checkpointing, TrainingState
 from acai.training.distribute import in_pair_order, make_strategy
-from acai.training.ending import Phase, Stopped, first_line, forget_active_run, marked_when_cut_short
+from acai.training.ending import Phase, Stopped, forget_active_run, marked_when_cut_short, typed_line
 from acai.training.final import (
     done_steps,
     latent_plot_step,
@@ -340,6 +340,6 @@ def train_locked(spec: RunSpec, store: Store, stop: StopOnSignal) -> str:
         while cause is not None and not isinstance(cause, AcaiError):
             cause = cause.__context__
         if cause is None:
-            raise TrackingError(f"the MLflow store failed ({first_line(e)}); rerun the same command to "
+            raise TrackingError(f"the MLflow store failed ({typed_line(e)}); rerun the same command to "
                                 "resume") from None
         raise cause from None
