@@ -21,7 +21,8 @@ LAYERS = [
     {"evaluation"},
     {"tracking"},
     {"training"},
-    {"serving", "explorer", "reporting", "interpolate"},
+    {"serving", "reporting", "interpolate"},
+    {"explorer", "sweep_callback"},
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 MAX_LINES = 60

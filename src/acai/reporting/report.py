@@ -26,8 +26,9 @@ from acai.reporting.runs import (
     summarize,
     window_note,
 )
+from acai.reporting.sweep_summary import log_summary
 from acai.reporting.tables import combined_markdown, table_markdown
-from acai.tracking.sweep import find_parent, log_summary
+from acai.tracking.sweep import find_parent
 
 
 @dataclass

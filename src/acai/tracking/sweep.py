@@ -1,4 +1,7 @@
-"""A `-m` sweep as one experiment: its store, its tag, its parent run and the summary the parent holds.
+"""A `-m` sweep as one experiment: its tag, its parent run, and how its jobs find it.
+
+The Hydra callback that creates the store and the parent run and, at the end, gives the parent its summary
+is `acai.sweep_callback.SweepTracking`; the summary itself is `acai.reporting.sweep_summary`.
 
 In the launching process, before any job starts (`SweepTracking.on_multirun_start`), the store and
 experiment are created once (parallel jobs that each create a brand-new SQLite store at the same moment
@@ -18,22 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-import sys
-import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
-import yaml
-from hydra.experimental.callback import Callback
-from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from acai.config import DEFAULT_TRACKING_URI, PROJECT_ROOT, TrackingConfig, section
+from acai.config import DEFAULT_TRACKING_URI, PROJECT_ROOT, TrackingConfig
 
-T = TypeVar("T")
 PARENT_TAG = "acai.sweep_parent"  # on a sweep's parent run: the tag of the sweep it last ran as
 KEY_TAG = "acai.sweep_key"  # on a sweep's parent run: what makes a rerun "the same sweep"
 PARENT_ID = "mlflow.parentRunId"  # MLflow's own link, which its UI shows as an expandable parent
@@ -119,96 +113,3 @@ def open_parent(client: MlflowClient, experiment_id: str, config: DictConfig, ta
     run = client.create_run(experiment_id, run_name=f"sweep {overrides}"[:250].strip(),
                             tags={PARENT_TAG: tag, KEY_TAG: key, "mlflow.note.content": f"`-m` sweep, last as {tag}"})
     return run.info.run_id
-
-
-def summarize(client: MlflowClient, parent_id: str, tracking_uri: str, experiment: str,
-              sweep_dir: str | None = None) -> bool:
-    """Report on the parent's children and give it the result; False when no child has finished yet."""
-    from acai.reporting.report import build_report
-    from acai.reporting.runs import NoRuns
-
-    with tempfile.TemporaryDirectory() as out:
-        try:
-            built = build_report(tracking_uri, experiment, f"tags.`{PARENT_ID}` = '{parent_id}'", out=out,
-                                 log=False)
-        except NoRuns:
-            return False
-        log_summary(client, parent_id, built, sweep_dir)
-    return True
-
-
-def log_summary(client: MlflowClient, parent_id: str, built: Any, sweep_dir: str | None = None) -> None:
-    """The parent's summary: the report's files under `summary/`, mean/std/n of every table cell as metrics
-    (`<measurement>/<regularizer>/<dataset>-<model>-z<latent>/mean`) and, after an Optuna sweep (its
-    `optimization_results.yaml` in the sweep folder), the best parameters and value."""
-    from acai.reporting.measurements import MEASUREMENTS
-
-    for path in built.files:
-        client.log_artifact(parent_id, str(path), "summary")
-    metrics: dict[str, float] = {"summary/runs": float(len(built.per_run))}
-    for m in MEASUREMENTS:
-        for row in built.tables[m.key].itertuples():
-            if row.n:
-                name = f"{m.key}/{row.regularizer}/{row.dataset}-{row.model}-z{row.latent_dim}"
-                metrics |= {f"{name}/mean": row.mean, f"{name}/std": row.std, f"{name}/n": float(row.n)}
-    best = Path(sweep_dir) / "optimization_results.yaml" if sweep_dir else None
-    if best is not None and best.is_file():
-        result = yaml.safe_load(best.read_text()) or {}
-        if "best_value" in result:
-            metrics["best/value"] = float(result["best_value"])
-        for name, value in (result.get("best_params") or {}).items():
-            client.log_param(parent_id, f"best.{name}", value)
-    now = int(time.time() * 1000)
-    items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
-    for start in range(0, len(items), 500):
-        client.log_batch(parent_id, metrics=items[start:start + 500])
-
-
-def or_exit(step: Callable[[], T]) -> T:
-    """`step()`, or one line and exit status 2 on a user error: before any job is launched, as a run's own."""
-    from acai.errors import AcaiError
-
-    try:
-        return step()
-    except AcaiError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
-def open_sweep_experiment(config: DictConfig) -> tuple[MlflowClient, str]:
-    """The sweep's store and experiment (created if new)."""
-    from acai.tracking.mlflow_run import open_experiment
-
-    experiment_id = or_exit(lambda: open_experiment(section(config.tracking, TrackingConfig, "tracking")))
-    return MlflowClient(), experiment_id
-
-
-class SweepTracking(Callback):
-    """Hydra callback (conf/config.yaml): the store, the experiment and the parent run, once, before any job;
-    the parent's summary when the sweep ends; and TensorFlow's INFO notes quiet in every job, in whichever
-    process the launcher runs it."""
-
-    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from acai.console import quiet_loggers
-
-        quiet_loggers()  # joblib's workers: Hydra's job logging would print absl's checkpoint notes to stdout
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        or_exit(lambda: check_slurm(str(config.hydra.launcher.get("_target_", ""))))
-        tag = sweep_tag(config.hydra.sweep.dir)
-        client, experiment_id = open_sweep_experiment(config)
-        parent = open_parent(client, experiment_id, config, tag)
-        tracking = section(config.tracking, TrackingConfig, "tracking")
-        print(f"Sweep {tag}: every job's run carries the tag sweep={tag} and is a child of its parent run {parent}\n"
-              f"  compare: {report_command(tag, tracking)}   (UI search: tags.sweep = '{tag}')", flush=True)
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        tag = sweep_tag(config.hydra.sweep.dir)
-        client, experiment_id = open_sweep_experiment(config)
-        parent = find_parent(client, experiment_id, tag)
-        if parent is None:
-            return
-        if summarize(client, parent, client.tracking_uri, config.tracking.experiment, config.hydra.sweep.dir):
-            print(f"Sweep {tag}: its summary (tables, figures, learning curves) is in its parent run {parent}",
-                  flush=True)
-        client.set_terminated(parent, "FINISHED")
