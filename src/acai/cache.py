@@ -1,8 +1,8 @@
 """Results that depend only on the data and the settings, kept on disk between runs.
 
 The K-means baseline on raw pixels is the same for every run on a dataset (same images, restarts,
-seed), yet costs more than any other part of an evaluation (17 s of a 2^15-sample lines run on 2
-cores). It is computed once per machine and read back after; the key is a hash of the exact arrays
+seed), yet costs more than any other part of an evaluation (docs/performance.md, "where a run's time
+goes"). It is computed once per machine and read back after; the key is a hash of the exact arrays
 and settings, so changed data or settings never hit a stale entry. `ACAI_CACHE_DIR` moves the folder
 (default `~/.cache/acai`); deleting it is always safe.
 """

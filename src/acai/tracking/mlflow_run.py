@@ -308,7 +308,7 @@ def log_critic(regularizer) -> None:
 
 
 def requirements() -> list[str]:
-    """Pinned requirements of a logged model (7-10 s faster than letting MLflow infer them)."""
+    """Pinned requirements of a logged model (faster than letting MLflow infer them)."""
     import keras
     import tensorflow as tf
 
