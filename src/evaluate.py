@@ -18,7 +18,7 @@ quiet_tensorflow(filter_stderr=__name__ == "__main__")  # before TensorFlow is i
 
 from acai.config import DEFAULT_TRACKING_URI  # noqa: E402
 from acai.errors import AcaiError  # noqa: E402
-from acai.evaluation.logged_run import evaluate_logged_run  # noqa: E402
+from acai.tracking.reevaluation import evaluate_logged_run  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", action="store_true", help="log to a new child run instead of the run itself")
     args = parser.parse_intermixed_args(argv)
     try:
-        metrics = evaluate_logged_run(args.run_id, args.overrides, args.tracking_uri, args.child, args.model_uri)
+        metrics = evaluate_logged_run(args.run_id, args.overrides, args.tracking_uri, child=args.child,
+                                      model_uri=args.model_uri)
     except AcaiError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

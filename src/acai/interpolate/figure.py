@@ -71,14 +71,9 @@ def _writable_png(out: str | Path) -> Path:
     return out
 
 
-def interpolate(target: str | list[str], out: str | Path | None = None, *, indices: list[int] | None = None,
-                images: list[str] | None = None, pairs: int | None = None, seed: int = 0, steps: int = 11,
-                mode: str = "linear", tracking_uri: str = DEFAULT_TRACKING_URI, log: bool = False,
-                scale: int = 2, plain: bool = False) -> Path:
-    """Write the interpolation grid (one per model for several) to `out`; AcaiError on any bad input."""
-    targets = [target] if isinstance(target, str) else list(target)
-    if len(targets) > 1 and log:
-        raise ConfigError("--log", "with several models", "log a single model's grid; compare without --log")
+def _checked_options(*, indices: list[int] | None, images: list[str] | None, pairs: int | None, scale: int,
+                     steps: int, mode: str, seed: int) -> int | None:
+    """Every option in range, one way of choosing the ends; returns `pairs` (the default when none is given)."""
     given = [name for name, value in (("--indices", indices), ("--images", images), ("--pairs", pairs))
              if value is not None]
     if len(given) > 1:
@@ -96,6 +91,19 @@ def interpolate(target: str | list[str], out: str | Path | None = None, *, indic
         raise ConfigError("--pairs", pairs, f"must be 1 to {MAX_ROWS} (rows of the figure)")
     if seed < 0:
         raise ConfigError("--seed", seed, "must be >= 0 (numpy's random generator takes no negative seed)")
+    return pairs
+
+
+def interpolate(target: str | list[str], out: str | Path | None = None, *, indices: list[int] | None = None,
+                images: list[str] | None = None, pairs: int | None = None, seed: int = 0, steps: int = 11,
+                mode: str = "linear", tracking_uri: str = DEFAULT_TRACKING_URI, log: bool = False,
+                scale: int = 2, plain: bool = False) -> Path:
+    """Write the interpolation grid (one per model for several) to `out`; AcaiError on any bad input."""
+    targets = [target] if isinstance(target, str) else list(target)
+    if len(targets) > 1 and log:
+        raise ConfigError("--log", "with several models", "log a single model's grid; compare without --log")
+    pairs = _checked_options(indices=indices, images=images, pairs=pairs, scale=scale, steps=steps, mode=mode,
+                             seed=seed)
     index_pairs = pairs_of(indices, "--indices", "3 17") if indices is not None else None
     file_pairs = pairs_of(images, "--images", "a.png b.jpg") if images is not None else None
     if out is not None:

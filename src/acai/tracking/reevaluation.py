@@ -15,7 +15,7 @@ from acai.errors import DatasetError
 CONF = PROJECT_ROOT / "conf"
 
 
-def evaluate_logged_run(run_id: str, overrides: list[str], tracking_uri: str, child: bool = False,
+def evaluate_logged_run(run_id: str, overrides: list[str], tracking_uri: str, *, child: bool = False,
                         model_uri: str | None = None) -> dict[str, float]:
     """The run's model (or `model_uri`) measured on its dataset (`overrides` change the run's config), the
     metrics logged to the run under `evaluate/` (to a new child run with `child`) and returned."""
