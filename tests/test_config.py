@@ -1,12 +1,16 @@
 """Composition of every group option, and the errors a user's typo or bad value gets."""
 
+import dataclasses
 import itertools
 
 import pytest
 from conftest import CONF, DATASETS, MODELS, ROOT
+from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
+from hydra.utils import get_class
+from omegaconf import OmegaConf
 
-from acai.config import TrainerConfig, build
+from acai.config import EvaluationConfig, TrackingConfig, TrainerConfig, build, schema_defaults
 from acai.data.base import Dataset
 from acai.errors import ConfigError
 from acai.networks.base import Architecture
@@ -102,3 +106,68 @@ def test_default_store_checkpoints_and_outputs_are_in_the_repository_root_from_a
     with initialize_config_dir(str(CONF), version_base="1.3"):
         moved = compose("config", return_hydra_config=True)
     assert moved.hydra.run.dir.startswith(f"{tmp_path}/hydra/outputs/")
+
+
+SECTIONS = {"trainer": TrainerConfig, "evaluation": EvaluationConfig, "tracking": TrackingConfig}
+GROUP_BASES = {"dataset": Dataset, "model": Architecture, "regularizer": Regularizer}
+
+
+def _field_names(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+@pytest.mark.parametrize("path", sorted(p.relative_to(CONF).as_posix() for group in GROUP_BASES
+                                        for p in (CONF / group).glob("*.yaml")))
+def test_a_group_option_states_only_its_target_and_what_differs_from_its_class(path):
+    """One source of defaults: an option's YAML names its class and only the settings where it differs."""
+    group = path.split("/")[0]
+    node = OmegaConf.to_container(OmegaConf.load(CONF / path))
+    cls = get_class(node["_target_"])
+    assert dataclasses.is_dataclass(cls) and issubclass(cls, GROUP_BASES[group])
+    defaults = OmegaConf.to_container(OmegaConf.structured(cls))
+    unknown = sorted(set(node) - _field_names(cls))
+    assert not unknown, f"conf/{path} names keys {cls.__name__} lacks: {unknown}"
+    restated = sorted(k for k, v in node.items() if k != "_target_" and v == defaults[k])
+    assert not restated, f"conf/{path} restates {cls.__name__}'s defaults (drop them): {restated}"
+
+
+def test_conf_has_no_yaml_for_the_sections_whose_defaults_are_dataclasses():
+    assert not [p for name in SECTIONS for p in (CONF / name).glob("*.yaml")]
+    assert not any(name in str(entry) for entry in OmegaConf.load(CONF / "config.yaml").defaults for name in SECTIONS)
+
+
+def test_the_composed_sections_are_their_dataclass_defaults():
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config")
+    for name, cls in SECTIONS.items():
+        assert OmegaConf.to_container(cfg[name], resolve=True) == dataclasses.asdict(cls()), name
+
+
+@pytest.mark.parametrize("dataset,model,regularizer", [("lines", "conv", "acai"), ("cifar10", "conv", "dropout"),
+                                                       ("celeba", "mlp", "vqvae"), ("fashion_mnist", "mlp", "aae")])
+def test_an_option_composes_over_its_class_defaults(dataset, model, regularizer):
+    """The composed group node is the class's defaults (less those it keeps unlisted) under the option's YAML."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[f"dataset={dataset}", f"model={model}", f"regularizer={regularizer}"])
+    for group, option in (("dataset", dataset), ("model", model), ("regularizer", regularizer)):
+        yaml = OmegaConf.load(CONF / group / f"{option}.yaml")
+        expected = OmegaConf.merge(schema_defaults(get_class(yaml._target_)), yaml)
+        assert OmegaConf.to_container(cfg[group]) == OmegaConf.to_container(expected)
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
+def test_an_experiment_preset_only_overrides(preset):
+    """Every setting a preset gives exists and differs from what its group choices compose without it."""
+    raw = OmegaConf.to_container(OmegaConf.load(CONF / "experiment" / f"{preset}.yaml"))
+    choices = [f"{next(iter(d)).split()[-1].strip('/')}={d[next(iter(d))]}"
+               for d in raw.pop("defaults", []) if isinstance(d, dict)]
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        base = compose("config", overrides=choices)
+    assert raw, f"experiment/{preset} sets nothing"
+    for section, values in raw.items():
+        cls = SECTIONS.get(section) or get_class(base[section]._target_)
+        defaults = OmegaConf.to_container(OmegaConf.structured(cls))
+        composed = OmegaConf.to_container(base[section])
+        for key, value in values.items():
+            assert key in defaults, f"experiment/{preset}: {section}.{key} is not a setting of {cls.__name__}"
+            assert value != composed.get(key, defaults[key]), f"experiment/{preset} restates {section}.{key}={value!r}"

@@ -1,9 +1,12 @@
 """The typed schema of a run and the validation that turns a composed Hydra config into objects.
 
-Top-level sections (trainer, evaluation, tracking) are dataclasses stored in Hydra's ConfigStore, so a
-misspelt key or a wrong type is refused while composing. The `dataset`, `model` and `regularizer`
-groups are polymorphic: each YAML names a `_target_` dataclass, and `build` merges the YAML into that
-dataclass -- unknown keys and wrong types fail there, before any training starts.
+Every default is written once, in a dataclass (Hydra's structured-config pattern). Top-level sections
+(trainer, evaluation, tracking) are dataclasses stored in Hydra's ConfigStore, so a misspelt key or a
+wrong type is refused while composing; conf/ has no YAML for them. The `dataset`, `model` and
+`regularizer` groups are polymorphic: each option's YAML names a `_target_` dataclass and states only
+where that option differs from it; the dataclass's defaults are composed under it (`register`), and
+`build` merges the YAML into that dataclass -- unknown keys and wrong types fail there, before any
+training starts.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hydra.core.config_store import ConfigStore
+from hydra.core.config_store import ConfigNode, ConfigStore
 from hydra.utils import get_class
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -42,21 +45,26 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 
 @dataclass
 class TrainerConfig:
-    """How long and how fast to train. Lengths are in samples, as the paper's kimg."""
+    """How long and how fast to train. Lengths are in samples, as the paper's kimg (the paper: 2^24 total,
+    an evaluation every 2^16). The default is a CPU-sized run: 2^17 samples of ACAI on lines, 8 evaluations
+    (time measured on a CPU: docs/performance.md), the shortest budget past the conv AE's initial plateau
+    (ACAI left it after 80-100k samples in our runs; at 2^16 every line still decodes to the same blob)."""
 
     batch_size: int = 64
     total_samples: int = 131072
     eval_every: int = 16384
     lr: float = 1e-4
     adam_epsilon: float = 1e-8
-    jit_compile: str = "auto"  # auto: XLA on a GPU, and on a CPU for models faster with it (mlp); or true/false
-    precision: str = "float32"  # or mixed_bfloat16: networks compute in bfloat16 (AMX CPUs, GPUs)
+    jit_compile: str = "auto"  # auto: XLA on a GPU, and on a CPU for models faster with it (mlp, not conv:
+    # docs/performance.md); or true/false
+    precision: str = "float32"  # or mixed_bfloat16: networks compute in bfloat16 (AMX CPUs, GPUs); losses float32
     log_every: int = 50
-    checkpoint_every: int = 16384
-    checkpoint_dir: str = "checkpoints"
+    checkpoint_every: int = 16384  # rounded to whole evaluation intervals
+    checkpoint_dir: str = str(PROJECT_ROOT / "checkpoints")  # one sub-folder per config fingerprint
     keep_checkpoints: bool = False  # a FINISHED run's checkpoints are pruned (training.checkpoint.prune)
     verbose: int = 1
-    strategy: str = "none"  # or mirrored: one run over every visible GPU (training/distribute.py)
+    strategy: str = "none"  # or mirrored: one run over every visible GPU (global batch = batch_size, split;
+    # XLA off; training/distribute.py)
 
     def __post_init__(self) -> None:
         _positive("trainer", self, "batch_size", "total_samples", "eval_every", "lr", "adam_epsilon",
@@ -116,7 +124,8 @@ class TrainerConfig:
 
 @dataclass
 class EvaluationConfig:
-    """The paper's measurements (reference sections 3 and 6) and the logged images."""
+    """The paper's measurements (reference sections 3 and 6) and the logged images. kmeans_restarts: the
+    paper used 1000 (slow on a CPU)."""
 
     interpolation_pairs: int = 256
     interpolation_frames: int = 16
@@ -128,12 +137,15 @@ class EvaluationConfig:
     kmeans_restarts: int = 10
     kmeans_max_iter: int = 1000
     kmeans_seed: int = 0  # the reference's random_state=0 for every run, whatever the training seed
-    cluster_pixels: bool | None = None  # None: on for grayscale data, off for colour (3,072 dims: minutes, GBs)
+    # K-means on raw pixels as a reference column; None: on for grayscale data, off for colour (3,072 dims:
+    # ~4 GB and minutes)
+    cluster_pixels: bool | None = None
     grid_pairs: int = 8
     grid_steps: int = 11
     grid_scale: int = 2  # logged grids are enlarged this many times, labels sized to match
     reconstructions: int = 16
-    # On the initial plateau: reconstruction error >= (1 - margin) x predicting every test image by the mean one
+    # On the initial plateau (eval/on_plateau): reconstruction error >= (1 - margin) x predicting every test
+    # image by the mean one
     plateau_margin: float = 0.1
 
     def __post_init__(self) -> None:
@@ -152,16 +164,19 @@ class EvaluationConfig:
 
 @dataclass
 class TrackingConfig:
-    """Where MLflow writes. Relative paths are taken from the directory the command runs in."""
+    """Where MLflow writes: by default a SQLite store and an artifact folder in the repository root,
+    whichever folder you run from, so `mlflow ui --backend-store-uri sqlite:///mlflow.db` there shows every
+    run. A relative path given on the command line is taken from the directory the command runs in."""
 
-    uri: str = "sqlite:///mlflow.db"
-    artifact_location: str = "mlruns"
+    uri: str = DEFAULT_TRACKING_URI
+    artifact_location: str = str(PROJECT_ROOT / "mlruns")
     experiment: str = "acai"
     run_name: str | None = None
     log_model: bool = True
-    sweep: str | None = None
-    skip_finished: bool = False  # a rerun sweep skips the jobs that already have a finished run
-    objective: str | None = None  # a logged metric the job returns to a sweeper (Optuna), e.g. final/smoothness
+    sweep: str | None = None  # set to the sweep folder for every job of a -m run
+    skip_finished: bool = False  # true: a job whose exact config already has a FINISHED run returns it instead
+    objective: str | None = None  # a logged metric the job returns to a sweeper (hydra/sweeper=optuna_acai),
+    # e.g. summary/mean_distance
     system_metrics: bool = True  # MLflow's own CPU, memory, disk (and GPU) metrics, `system/*`, every interval
     system_metrics_interval: float = 10.0  # seconds between two samples
 
@@ -184,10 +199,56 @@ class Config:
     resume: str | None = None
 
 
+#: The polymorphic groups: each option's YAML in conf/<group>/ names a `_target_` dataclass.
+GROUPS = ("dataset", "model", "regularizer")
+
+
+def schema_defaults(cls: type) -> dict[str, Any]:
+    """The defaults a group option's YAML is composed over: every field of the dataclass `cls` but
+    `_target_` (the YAML names it) and those the class lists in `unlisted` (kept out of the composed
+    config, and so out of a run's fingerprint, unless an option or the command line sets them)."""
+    left_out = {"_target_", *getattr(cls, "unlisted", ())}
+    fields = OmegaConf.to_container(OmegaConf.structured(cls))
+    return {key: value for key, value in fields.items() if key not in left_out}
+
+
+class _Schema(ConfigNode):
+    """The ConfigStore entry `schema/<group>/<option>`: the defaults of the class `conf/<group>/<option>.yaml`
+    names, made when Hydra first composes that option (the classes import TensorFlow; `--help` need not)."""
+
+    def __init__(self, name: str, group: str, target: str) -> None:
+        self.name, self.group, self.package, self.provider = name, group, None, "acai"
+        self.target = target
+        self._node: DictConfig | None = None
+
+    @property  # type: ignore[override]
+    def node(self) -> DictConfig:
+        if self._node is None:
+            try:
+                cls = get_class(self.target)
+                defaults = schema_defaults(cls) if dataclasses.is_dataclass(cls) else {}
+            except Exception:  # noqa: BLE001 - a bad `_target_` is refused by `build`, naming it
+                defaults = {}
+            self._node = OmegaConf.create({"_target_": self.target, **defaults})  # the YAML's own, first
+        return self._node
+
+    @node.setter
+    def node(self, value: DictConfig) -> None:
+        self._node = value
+
+
 def register() -> None:
-    """Store the schema under the name `conf/config.yaml` lists first in its defaults, and the
-    `${project_root:}` resolver that anchors the default store, checkpoints and Hydra outputs."""
-    ConfigStore.instance().store(name="base_config", node=Config)
+    """Store the schema under the name `conf/config.yaml` lists first in its defaults; for each option of
+    the polymorphic groups, its class's defaults as `schema/<group>/<option>` (which `conf/config.yaml`
+    composes under the option's YAML); and the `${project_root:}` resolver that anchors Hydra's outputs."""
+    store = ConfigStore.instance()
+    store.store(name="base_config", node=Config)
+    for group in GROUPS:
+        for path in sorted((PROJECT_ROOT / "conf" / group).glob("*.yaml")):
+            target = OmegaConf.load(path).get("_target_")
+            if isinstance(target, str):
+                store.store(name=path.stem, node={}, group=f"schema/{group}")  # makes the group's folders
+                store.repo["schema"][group][path.name] = _Schema(path.name, f"schema/{group}", target)
     if not OmegaConf.has_resolver("project_root"):
         OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from functools import cached_property
+from typing import ClassVar
 
 import numpy as np
 import tensorflow as tf
@@ -24,6 +25,8 @@ from acai.errors import DatasetError
 @dataclass
 class ArrayDataset(Dataset):
     """A dataset held as uint8 NHWC train and test splits; subclasses implement `load`."""
+
+    unlisted: ClassVar[tuple[str, ...]] = (*Dataset.unlisted, "shuffle_buffer")
 
     path: str | None = None
     shuffle_buffer: int = 1024  # the reference's lib/data.py: shuffle(1024).repeat()

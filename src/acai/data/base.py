@@ -20,6 +20,10 @@ class Dataset:
     """
 
     label_name: ClassVar[str] = "class"  # what a label means, for plots
+    #: Fields left out of the composed config (`acai.config.schema_defaults`), so out of a run's fingerprint
+    #: and logged params, unless an option's YAML or the command line sets them (the fingerprints, and so
+    #: the checkpoints, of earlier runs stay valid).
+    unlisted: ClassVar[tuple[str, ...]] = ("dropout_keep", "interpolation_benchmark")
 
     _target_: str = ""
     name: str = ""

@@ -11,6 +11,7 @@ split is its training file read in order; CelebA is used for pictures only).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -23,7 +24,9 @@ from acai.data.tfds import tfds_splits
 class CelebA(ImageFolder):
     """The reference's celeba32: a fixed crop of the aligned faces, no classes."""
 
-    _target_: str = "acai.data.celeba.CelebA"
+    unlisted: ClassVar[tuple[str, ...]] = (*ImageFolder.unlisted, "holdout", "order_seed", "max_pixels",
+                                           "max_file_bytes")
+
     name: str = "celeba"
     num_classes: int | None = 0
     crop: list[int] | None = field(default_factory=lambda: [36, 36, 16, 16])

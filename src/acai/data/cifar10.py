@@ -58,7 +58,6 @@ def read_files(path: str) -> dict[str, bytes]:
 class Cifar10(ArrayDataset):
     """CIFAR-10 from the binary files (`path`) or keras.datasets."""
 
-    _target_: str = "acai.data.cifar10.Cifar10"
     name: str = "cifar10"
 
     def load(self) -> dict[str, Split]:

@@ -180,15 +180,14 @@ class Decoded:
 class ImageFolder(ArrayDataset):
     """Images from a folder or zip, labelled by sub-folder; prepared once (see the module docstring)."""
 
-    _target_: str = "acai.data.folder.ImageFolder"
     name: str = "folder"
     num_classes: int | None = None  # null: as many as class sub-folders (0 for a flat folder)
     size: int = 32
     crop: list[int] | None = None  # pixels removed from [top, bottom, left, right] before resizing
     channels: int = 3
-    test_size: int | None = None  # null: a tenth of the images, 2 to 1,000
-    holdout: bool = True
-    order_seed: int = 0
+    test_size: int | None = None  # null: a tenth of the images, 2 to 1,000 (said in a note)
+    holdout: bool = True  # false: test on the first test_size images (in name order), also trained on
+    order_seed: int = 0  # images are stored shuffled once by this seed (a folder is sorted by class)
     max_pixels: int = MAX_PIXELS  # an image declaring more (width x height) is skipped, never decoded
     max_file_bytes: int = MAX_FILE_BYTES  # a file (or zip member, as declared) larger is skipped, never read
 

@@ -12,6 +12,7 @@ import importlib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -79,7 +80,8 @@ def load_local(path: str) -> dict[str, np.ndarray]:
 class ImageDataset(ArrayDataset):
     """A labelled grayscale image dataset with a Keras loader (`keras_loader`) and an optional local `path`."""
 
-    _target_: str = "acai.data.images.ImageDataset"
+    unlisted: ClassVar[tuple[str, ...]] = (*ArrayDataset.unlisted, "offline_hint")
+
     name: str = "mnist"
     keras_loader: str = "keras.datasets.mnist"
     offline_hint: str = ""

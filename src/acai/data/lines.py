@@ -82,7 +82,6 @@ class Lines(Dataset):
 
     label_name: ClassVar[str] = "angle bin"  # labels: the angle in 10 bins of 36 degrees
 
-    _target_: str = "acai.data.lines.Lines"
     name: str = "lines"
     size: int = 32
     test_size: int = 5000

@@ -49,7 +49,6 @@ def read_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
 class Svhn(ArrayDataset):
     """SVHN from its .mat files (`path`) or tensorflow-datasets; `use_extra` adds the 531,131 extra images."""
 
-    _target_: str = "acai.data.svhn.Svhn"
     name: str = "svhn"
     use_extra: bool = True
 

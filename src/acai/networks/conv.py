@@ -28,7 +28,6 @@ def conv(filters: int, kernel: int = 3, activation: bool = True) -> list[keras.l
 class ConvArchitecture(Architecture):
     """Paper conv nets; `latent_dim` = latent_width^2 x channels."""
 
-    _target_: str = "acai.networks.conv.ConvArchitecture"
     name: str = "conv"
     latent_dim: int = 64
     latent_width: int = 2

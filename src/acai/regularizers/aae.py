@@ -32,7 +32,6 @@ def sigmoid_ce(logits, label: float):
 
 @dataclass
 class Aae(Regularizer):
-    _target_: str = "acai.regularizers.aae.Aae"
     name: str = "aae"
     adversary_lr: float = 1e-4
     disc_layer_sizes: list[int] = field(default_factory=lambda: [100, 100])

@@ -28,7 +28,6 @@ def mixing_alpha(batch: int, rank: int, random: BatchRandom):
 class Acai(Regularizer):
     """`advweight` is the paper's lambda, `reg` its gamma; `advdepth` 0 means the model's depth."""
 
-    _target_: str = "acai.regularizers.acai.Acai"
     name: str = "acai"
     advweight: float = 0.5
     reg: float = 0.2

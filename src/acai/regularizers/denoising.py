@@ -19,7 +19,6 @@ from acai.regularizers.base import Regularizer
 class Denoising(Regularizer):
     """`noise` is the standard deviation of the noise on [-1, 1] images (reference: 1.0)."""
 
-    _target_: str = "acai.regularizers.denoising.Denoising"
     name: str = "denoising"
     noise: float = 1.0
     warmup_samples: int = 0

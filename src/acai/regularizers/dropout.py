@@ -16,7 +16,6 @@ from acai.regularizers.base import Regularizer
 class Dropout(Regularizer):
     """`keep_prob` is the reference's keep probability (0.5; the paper's CIFAR-10 runs used 0.75)."""
 
-    _target_: str = "acai.regularizers.dropout.Dropout"
     name: str = "dropout"
     keep_prob: float = 0.5
 

@@ -9,5 +9,4 @@ from acai.regularizers.base import Regularizer
 class PlainAutoencoder(Regularizer):
     """Every hook keeps the base behaviour: encode, decode, mean squared error."""
 
-    _target_: str = "acai.regularizers.none.PlainAutoencoder"
     name: str = "none"

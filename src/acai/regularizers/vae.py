@@ -33,7 +33,6 @@ def gaussian_kl(mu, log_var):
 
 @dataclass
 class Vae(Regularizer):
-    _target_: str = "acai.regularizers.vae.Vae"
     name: str = "vae"
     beta: float = 1.0
 

@@ -140,7 +140,6 @@ def perplexity(codes, size: int):
 class VqVae(Regularizer):
     """Reference settings: 2^14 codes, 10 latent vectors, commitment beta 10, EMA decay 0.999."""
 
-    _target_: str = "acai.regularizers.vqvae.VqVae"
     name: str = "vqvae"
     codebook_size: int = 16384
     num_latents: int = 10
