@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     args.sweep = args.sweep.rstrip("/") or None if args.sweep else None  # as a shell completes a folder
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # an unreachable server fails in seconds
     try:
-        report = build_report(args.tracking_uri, args.experiment, args.filter_string, args.sweep, args.out, args.log,
-                              args.last)
+        report = build_report(args.tracking_uri, args.experiment, args.filter_string, sweep=args.sweep, out=args.out,
+                              log=args.log, last=args.last)
     except NoRuns as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -99,7 +99,7 @@ class TrainerConfig:
 
     def use_xla(self, xla_on_cpu: bool = False) -> bool:
         """XLA where it helps: always on a GPU; on a CPU only for models that measured faster with it
-        (the mlp: 1.4x; the paper's conv step ran 2.4x slower)."""
+        (the mlp; the paper's conv step ran slower with it: docs/performance.md)."""
         mode = str(self.jit_compile).lower()
         if self.strategy == "mirrored":
             return False  # XLA fails under MirroredStrategy (TF 2.21); auto turns it off there
@@ -138,7 +138,7 @@ class EvaluationConfig:
     kmeans_max_iter: int = 1000
     kmeans_seed: int = 0  # the reference's random_state=0 for every run, whatever the training seed
     # K-means on raw pixels as a reference column; None: on for grayscale data, off for colour (3,072 dims:
-    # ~4 GB and minutes)
+    # gigabytes and minutes, docs/performance.md)
     cluster_pixels: bool | None = None
     grid_pairs: int = 8
     grid_steps: int = 11

@@ -130,7 +130,7 @@ def interpolate(target: str | list[str], out: str | Path | None = None, *, indic
         out = _writable_png(f"{name}-interpolation.png")
     captions = [None] if len(sources) == 1 else [f"{_label(client, uri, rid)}: {mode} interpolation, the same pairs"
                                                  for uri, rid, _ in sources]
-    grids = [_grid(_path_frames(m, ends, steps, mode), ends, mode, scale, plain, caption)
+    grids = [_grid(_path_frames(m, ends, steps, mode), ends, mode, scale, plain=plain, caption=caption)
              for (_, _, m), caption in zip(sources, captions)]
     try:
         Image.fromarray(grids[0] if len(grids) == 1 else _stacked(grids)).save(out, format="PNG")
@@ -178,7 +178,7 @@ def _path_frames(model, ends: np.ndarray, steps: int, mode: str) -> np.ndarray:
     return frames.reshape((rows, steps) + frames.shape[1:])
 
 
-def _grid(frames: np.ndarray, ends: np.ndarray, mode: str, scale: int, plain: bool,
+def _grid(frames: np.ndarray, ends: np.ndarray, mode: str, scale: int, *, plain: bool,
           caption: str | None = None) -> np.ndarray:
     """The figure: inputs A and B around the decoded path under α labels; `plain`: the bare frames."""
     from acai.tracking.plots import INTERPOLATION_CAPTION, image_grid, interpolation_grid

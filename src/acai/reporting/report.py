@@ -44,7 +44,7 @@ class Report:
 
 
 def build_report(tracking_uri: str = DEFAULT_TRACKING_URI, experiment: str = "acai", filter_string: str | None = None,
-                 sweep: str | None = None, out: str | Path = "reports", log: bool = True,
+                 *, sweep: str | None = None, out: str | Path = "reports", log: bool = True,
                  last: int | None = None) -> Report:
     """Read, aggregate, write the files and (unless `log=False`) log them to a new summary run.
 
@@ -76,7 +76,7 @@ def build_report(tracking_uri: str = DEFAULT_TRACKING_URI, experiment: str = "ac
         learning = curves(client, per_run)
         learning.to_csv(out / "learning_curves.csv", index=False)
         curves_figure(learning).savefig(out / "learning_curves.png", dpi=120)
-        markdown = combined_markdown(experiment, sweep, filter_string, per_run, tables, notes, window)
+        markdown = combined_markdown(experiment, sweep, filter_string, per_run, tables, notes=notes, window=window)
         (out / "report.md").write_text(markdown, encoding="utf-8")
         files += [out / "runs.csv", out / "report.png", out / "learning_curves.csv", out / "learning_curves.png",
                   out / "report.md"]

@@ -97,7 +97,7 @@ def table_markdown(m: Measurement, table: pd.DataFrame, window: str = f"its last
 
 
 def combined_markdown(experiment: str, sweep: str | None, filter_string: str | None, per_run: pd.DataFrame,
-                      tables: dict[str, pd.DataFrame], notes: list[str],
+                      tables: dict[str, pd.DataFrame], *, notes: list[str],
                       window: str = f"its last {LAST} evaluations") -> str:
     """report.md: what was read, which evaluations each run counts with, every table, the figure."""
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
