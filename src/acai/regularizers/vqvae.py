@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import keras
 from keras import ops
 
-from acai.regularizers.base import Regularizer
+from acai.regularizers.base import Bottleneck, Regularizer, built
 
 
 def codebook_initializer(codebook_size: int) -> keras.initializers.Initializer:
@@ -148,6 +148,7 @@ class VqVae(Regularizer):
     decay: float = 0.999
     epsilon: float = 1e-5
     filter_size: int = 512
+    quantizer: VectorQuantizer = built()  # the codebook bottleneck, saved with the autoencoder
 
     def build(self, arch, image_shape, latent_shape, optimizer):
         super().build(arch, image_shape, latent_shape, optimizer)
@@ -161,10 +162,8 @@ class VqVae(Regularizer):
     def portable_decode_head(self):
         return self.quantizer.portable()
 
-    def metric_names(self):
-        return ("commitment", "perplexity")
-
-    def bottleneck(self, features, random):
+    def bottleneck(self, features, random) -> Bottleneck:
         code, commitment, ids = self.quantizer.train_call(features)
         terms = {"commitment": self.beta * commitment}
-        return features, code, terms, terms | {"perplexity": perplexity(ids, self.codebook_size)}
+        return Bottleneck(latent=features, code=code, loss_terms=terms,
+                          diagnostics=terms | {"perplexity": perplexity(ids, self.codebook_size)})
