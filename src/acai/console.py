@@ -17,6 +17,8 @@ import os
 import subprocess
 import sys
 
+from acai.evaluation.metrics import console_columns
+
 # Dropped from fd 2: TensorFlow's C++ info and warning lines (what TF_CPP_MIN_LOG_LEVEL=2 is meant to hide
 # but no longer reaches), absl's pre-initialisation banner, the CPU-feature note's second line, and the
 # two known harmless errors. Any other line, errors included, passes.
@@ -82,18 +84,14 @@ def duration(seconds: float) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
-# (metric, label, format) in the order an evaluation line shows them; a format of None marks a flag (1.0/0.0),
-# shown as its bare label when set: `plateau` while the reconstruction is no better than the mean image's
-SHOWN = (("mean_distance_x1e3", "MD", "{:.3g}e-3"), ("smoothness", "smooth", "{:.3f}"),
-         ("reconstruction_error", "recon", "{:.4f}"), ("on_plateau", "plateau", None),
-         ("latent_accuracy", "clf", "{:.1f}%"), ("probe_accuracy", "probe", "{:.1f}%"),
-         ("cluster_accuracy", "cluster", "{:.1f}%"))
+def metrics_line(metrics: dict[str, float], shown: tuple[tuple[str, str, str | None], ...] | None = None) -> str:
+    """'MD=31.7e-3 smooth=nan recon=0.0838 plateau clf=9.4%': what was measured, NaN as 'nan', flags when set.
 
-
-def metrics_line(metrics: dict[str, float], shown=SHOWN) -> str:
-    """'MD=31.7e-3 smooth=nan recon=0.0838 plateau clf=9.4%': what was measured, NaN as 'nan', flags when set."""
+    `shown`: (metric, label, format) in line order; by default every metric declared with a `Shown`
+    (`acai.evaluation.metrics.console_columns`). A format of None marks a flag (1.0/0.0), shown as its bare
+    label when set: `plateau` while the reconstruction is no better than the mean image's."""
     parts = []
-    for key, label, fmt in shown:
+    for key, label, fmt in console_columns() if shown is None else shown:
         if key not in metrics:
             continue
         value = metrics[key]
