@@ -264,3 +264,31 @@ def test_latent_classifier_trains_on_the_clean_evaluated_code(batch, name):
     logits = model.classifier(model.encode(x))
     expected = np.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
     assert float(losses["classifier"]) == pytest.approx(float(expected), rel=1e-5)
+
+
+EXPECTED_DIAGNOSTICS = {"none": (), "dropout": (), "denoising": (), "vae": ("kl", "likelihood"),
+                        "aae": ("adversarial", "disc_latent", "disc_prior", "disc_accuracy"),
+                        "vqvae": ("commitment", "perplexity"),
+                        "acai": ("adversarial", "critic", "critic_alpha", "critic_real")}
+
+
+@pytest.mark.parametrize("name", REGULARIZERS)
+def test_the_logged_diagnostics_are_the_keys_of_the_hooks_results(batch, name):
+    """The step tracks (train/<name>) exactly the diagnostics the hooks' results carry, read off one forward
+    pass at build time that changes nothing: the seed stream, weights and VQ-VAE codebook are as before it;
+    what `build` creates is declared as fields of the regularizer (no undeclared attribute)."""
+    import dataclasses
+
+    keras.utils.set_random_seed(0)
+    model = make(REGULARIZERS[name]())
+    assert model.diagnostic_names == EXPECTED_DIAGNOSTICS[name]
+    classifier = ("classifier", "classifier_accuracy")
+    assert tuple(model.trackers) == ("loss", "reconstruction", *classifier, *EXPECTED_DIAGNOSTICS[name])
+    state = [v.numpy().copy() for v in model.variables] + [model.seed_generator.state.numpy().copy()]
+    assert model.traced_diagnostic_names() == model.diagnostic_names
+    after = [v.numpy() for v in model.variables] + [model.seed_generator.state.numpy()]
+    assert all(np.array_equal(a, b) for a, b in zip(state, after, strict=True))
+    losses, diagnostics = model.forward(*batch, model.random)
+    assert tuple(diagnostics) == model.diagnostic_names and set(diagnostics) <= set(losses)
+    declared = {f.name for f in dataclasses.fields(model.regularizer)}
+    assert set(vars(model.regularizer)) <= declared
