@@ -235,14 +235,14 @@ class Progress(SampleClock):
 
     WIDTH = 99
 
-    def __init__(self, verbose: int, batch_size: int, steps_per_epoch: int, evaluations: int, evaluate,
-                 stream=None):
+    def __init__(self, verbose: int, batch_size: int, steps_per_epoch: int, evaluations: int,
+                 evaluation: EvaluationCallback, stream=None):
         super().__init__(batch_size, steps_per_epoch)
         self.stream = stream or sys.stdout
         self.lines = verbose >= 1
         self.live = verbose == 1 and self.stream.isatty()
         self.evaluations = evaluations
-        self.evaluate = evaluate  # the EvaluationCallback: its last metrics and how long it took
+        self.evaluation = evaluation  # its last metrics and how long it took
         self._shown, self._start, self._start_step = 0.0, 0.0, 0
 
     def on_train_begin(self, logs=None):
@@ -289,7 +289,7 @@ class Progress(SampleClock):
             return
         if self.live:
             self.stream.write("\r" + " " * self.WIDTH + "\r")
-        shown = metrics_line(self.evaluate.last, console_columns(every_eval=True))  # clustering: in the summary
+        shown = metrics_line(self.evaluation.last, console_columns(every_eval=True))  # clustering: in the summary
         line = (f"eval {epoch + 1}/{self.evaluations}  {self.samples():,} samples  {shown}  "
-                f"{self.evaluate.seconds:.1f} s")
+                f"{self.evaluation.seconds:.1f} s")
         print(line, file=self.stream, flush=True)
