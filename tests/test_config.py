@@ -65,6 +65,8 @@ def test_typos_fail_while_composing(compose_cfg, override, error):
     ("trainer.batch_size=1", r"trainer.batch_size=1 .*need two"),
     ("trainer.lr=0", r"trainer.lr=0.0 .*> 0"),
     ("trainer.total_samples=-5", r"trainer.total_samples"),
+    ("evaluation.metrics=[no_such_package.METRIC]", r"evaluation.metrics='no_such_package.METRIC' .*module.NAME"),
+    ("evaluation.metrics=[os.path]", r"evaluation.metrics='os.path' .*names a module, not an acai"),
 ])
 def test_bad_values_fail_before_training_with_the_setting_named(compose_cfg, override, match):
     with pytest.raises(ConfigError, match=match):
@@ -171,3 +173,18 @@ def test_an_experiment_preset_only_overrides(preset):
         for key, value in values.items():
             assert key in defaults, f"experiment/{preset}: {section}.{key} is not a setting of {cls.__name__}"
             assert value != composed.get(key, defaults[key]), f"experiment/{preset} restates {section}.{key}={value!r}"
+
+
+def test_a_config_without_extra_metrics_keeps_its_fingerprint_and_one_with_them_gets_its_own(compose_cfg):
+    """`evaluation.metrics` came after runs were fingerprinted: left empty, the key is that of a config that
+    lacks the setting (so those runs still resume); naming a metric makes it another configuration."""
+    from omegaconf import OmegaConf
+
+    from acai.training.spec import config_key
+
+    cfg = compose_cfg("experiment=smoke")
+    older = OmegaConf.to_container(cfg)
+    del older["evaluation"]["metrics"]
+    assert config_key(cfg) == config_key(OmegaConf.create(older))
+    assert config_key(compose_cfg("experiment=smoke", "evaluation.metrics=[acai.evaluation.metrics.METRICS]")) \
+        != config_key(cfg)

@@ -235,8 +235,8 @@ def test_the_extending_guide_works_as_written(tmp_path):
 
     guide = (ROOT / "docs" / "extending.md").read_text()
     files = guide_files(guide)
-    assert set(files) == {"my_acai/latent_penalty.py", "my_acai/stripes.py", "my_conf/regularizer/latent_penalty.yaml",
-                          "my_conf/dataset/stripes.yaml"}
+    assert set(files) == {"my_acai/latent_penalty.py", "my_acai/stripes.py", "my_acai/latent_scale.py",
+                          "my_conf/regularizer/latent_penalty.yaml", "my_conf/dataset/stripes.yaml"}
     project = tmp_path / "my_project"
     (project / "my_acai").mkdir(parents=True)
     (project / "my_acai" / "__init__.py").write_text("")
@@ -269,6 +269,10 @@ def test_the_extending_guide_works_as_written(tmp_path):
     history = client.get_metric_history(run.info.run_id, "train/latent_square")
     assert history and all(m.value >= 0 for m in history)
     assert "eval/reconstruction_error" in run.data.metrics
+    scale = client.get_metric_history(run.info.run_id, "eval/latent_scale")  # the guide's metric, every evaluation
+    assert len(scale) == 2 and all(m.value > 0 for m in scale) and run.data.metrics["final/latent_scale"] > 0
+    assert run.data.params["evaluation.metrics"] == "['my_acai.latent_scale.LATENT_SCALE']"
+    assert re.search(r"^eval 2/2 .* scale=\d+\.\d\d ", done.stdout, re.M), done.stdout[-2000:]
 
     # the pages' Python snippets that load this run's models, from a folder that is not the store's
     elsewhere = tmp_path / "elsewhere"

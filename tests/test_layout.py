@@ -14,12 +14,12 @@ PACKAGE = ROOT / "src" / "acai"
 # Lowest first: a module may import only from layers below its own (and from its own sub-package).
 LAYERS = [
     {"acai", "errors"},
-    {"config", "locks", "console", "cache"},
+    {"config", "locks", "cache"},
     {"data"},
     {"networks"},
     {"regularizers"},
     {"evaluation"},
-    {"tracking"},
+    {"tracking", "console"},
     {"training"},
     {"serving", "reporting", "interpolate"},
     {"explorer", "sweep_callback"},

@@ -15,7 +15,7 @@ from acai.errors import ConfigError
 from acai.evaluation.evaluator import Evaluator
 from acai.evaluation.summary import plateau_state
 from acai.tracking.outbox import Outbox
-from acai.training.callbacks import Evaluate
+from acai.training.callbacks import EvaluationCallback
 from acai.training.run import train
 from acai.training.spec import RunSpec
 
@@ -95,11 +95,11 @@ def test_a_resumed_run_keeps_its_baseline_out_of_the_histories_and_its_plateau_s
     has flags for its last evaluations only."""
     ev = evaluator_for(compose_cfg, "experiment=smoke", "dataset=lines", "model=mlp")
     history = {"mean_image_error": [0.08], "reconstruction_error": [0.09, 0.08, 0.05], "on_plateau": [0.0]}
-    callback = Evaluate(ev, 16, 2, Outbox(tmp_path / "outbox", remote=False), history=history)
+    callback = EvaluationCallback(ev, 16, 2, Outbox(tmp_path / "outbox", remote=False), history=history)
     assert callback.baseline_logged and "mean_image_error" not in callback.history
     assert callback.logged_until == 3 * 32  # three evaluations already logged, not one
     assert callback.plateau == "left at 96"
-    fresh = Evaluate(ev, 16, 2, Outbox(tmp_path / "outbox", remote=False))
+    fresh = EvaluationCallback(ev, 16, 2, Outbox(tmp_path / "outbox", remote=False))
     assert not fresh.baseline_logged and fresh.plateau is None
 
 

@@ -38,7 +38,8 @@ def make(regularizer, arch=None):
 def test_dropout_is_active_in_training_and_off_in_evaluation(batch):
     model = make(Dropout(keep_prob=0.5), MlpArchitecture(latent_dim=64, hidden=[64]))
     features = model.encoder(batch[0])
-    latent, code, _, _ = model.regularizer.bottleneck(features, model.random)
+    bottleneck = model.regularizer.bottleneck(features, model.random)
+    latent, code = bottleneck.latent, bottleneck.code
     f, c = features.numpy(), code.numpy()
     dropped = c == 0
     assert 0.3 < dropped.mean() < 0.7
@@ -89,7 +90,8 @@ def test_aae_discriminator_loss_responds_to_prior_versus_latent():
     for _ in range(50):
         with tf.GradientTape() as tape:
             step = Step(x=None, latent=tf.constant(far), reconstruction=None, decode=None, random=random)
-            _, disc_loss, diag = reg.adversary_losses(step)
+            result = reg.adversary_losses(step)
+            disc_loss, diag = result.loss, result.diagnostics
         grads = tape.gradient(disc_loss, reg.adversary.trainable_variables)
         reg.adversary_optimizer.apply_gradients(zip(grads, reg.adversary.trainable_variables))
     assert float(diag["disc_accuracy"]) > 0.95
@@ -115,7 +117,7 @@ def test_aae_delay_keeps_the_adversarial_term_off_while_the_discriminator_trains
     tf.function with XLA, where the count is read from the optimizer's variable."""
     x, _ = batch
     model = make(Aae(weight=2.0, delay_samples=40 * len(x)), MlpArchitecture(latent_dim=16, hidden=[32]))
-    assert "adversarial_weight" in model.regularizer.metric_names()
+    assert "adversarial_weight" in model.diagnostic_names
     first = losses_after(model, 0, batch)
     assert float(first["adversarial_weight"]) == 0.0 and float(first["adversarial"]) == 0.0
     assert float(first["adversary"]) > 0  # the discriminator learns during the delay
@@ -148,7 +150,7 @@ def test_aae_default_has_no_delay_and_the_full_weight_from_the_first_step(batch)
     x, _ = batch
     assert Aae().delay_samples == 0
     model = make(Aae(weight=2.0), MlpArchitecture(latent_dim=16, hidden=[32]))
-    assert model.regularizer.metric_names() == ("adversarial", "disc_latent", "disc_prior", "disc_accuracy")
+    assert model.diagnostic_names == ("adversarial", "disc_latent", "disc_prior", "disc_accuracy")
     for steps in (0, 1000):
         losses = losses_after(model, steps, batch)
         assert "adversarial_weight" not in losses
@@ -262,3 +264,31 @@ def test_latent_classifier_trains_on_the_clean_evaluated_code(batch, name):
     logits = model.classifier(model.encode(x))
     expected = np.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
     assert float(losses["classifier"]) == pytest.approx(float(expected), rel=1e-5)
+
+
+EXPECTED_DIAGNOSTICS = {"none": (), "dropout": (), "denoising": (), "vae": ("kl", "likelihood"),
+                        "aae": ("adversarial", "disc_latent", "disc_prior", "disc_accuracy"),
+                        "vqvae": ("commitment", "perplexity"),
+                        "acai": ("adversarial", "critic", "critic_alpha", "critic_real")}
+
+
+@pytest.mark.parametrize("name", REGULARIZERS)
+def test_the_logged_diagnostics_are_the_keys_of_the_hooks_results(batch, name):
+    """The step tracks (train/<name>) exactly the diagnostics the hooks' results carry, read off one forward
+    pass at build time that changes nothing: the seed stream, weights and VQ-VAE codebook are as before it;
+    what `build` creates is declared as fields of the regularizer (no undeclared attribute)."""
+    import dataclasses
+
+    keras.utils.set_random_seed(0)
+    model = make(REGULARIZERS[name]())
+    assert model.diagnostic_names == EXPECTED_DIAGNOSTICS[name]
+    classifier = ("classifier", "classifier_accuracy")
+    assert tuple(model.trackers) == ("loss", "reconstruction", *classifier, *EXPECTED_DIAGNOSTICS[name])
+    state = [v.numpy().copy() for v in model.variables] + [model.seed_generator.state.numpy().copy()]
+    assert model.traced_diagnostic_names() == model.diagnostic_names
+    after = [v.numpy() for v in model.variables] + [model.seed_generator.state.numpy()]
+    assert all(np.array_equal(a, b) for a, b in zip(state, after, strict=True))
+    losses, diagnostics = model.forward(*batch, model.random)
+    assert tuple(diagnostics) == model.diagnostic_names and set(diagnostics) <= set(losses)
+    declared = {f.name for f in dataclasses.fields(model.regularizer)}
+    assert set(vars(model.regularizer)) <= declared

@@ -147,6 +147,9 @@ class EvaluationConfig:
     # On the initial plateau (eval/on_plateau): reconstruction error >= (1 - margin) x predicting every test
     # image by the mean one
     plateau_margin: float = 0.1
+    # More metrics, from your own package: import paths of `acai.evaluation.metrics.Metric` objects
+    # (module.NAME), measured after the built-in ones (docs/extending.md)
+    metrics: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not 0 <= self.plateau_margin < 1:

@@ -17,6 +17,8 @@ import os
 import subprocess
 import sys
 
+from acai.evaluation.metrics import console_columns
+
 # Dropped from fd 2: TensorFlow's C++ info and warning lines (what TF_CPP_MIN_LOG_LEVEL=2 is meant to hide
 # but no longer reaches), absl's pre-initialisation banner, the CPU-feature note's second line, and the
 # two known harmless errors. Any other line, errors included, passes.
@@ -91,18 +93,14 @@ def duration(seconds: float) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
-# (metric, label, format) in the order an evaluation line shows them; a format of None marks a flag (1.0/0.0),
-# shown as its bare label when set: `plateau` while the reconstruction is no better than the mean image's
-SHOWN = (("mean_distance_x1e3", "MD", "{:.3g}e-3"), ("smoothness", "smooth", "{:.3f}"),
-         ("reconstruction_error", "recon", "{:.4f}"), ("on_plateau", "plateau", None),
-         ("latent_accuracy", "clf", "{:.1f}%"), ("probe_accuracy", "probe", "{:.1f}%"),
-         ("cluster_accuracy", "cluster", "{:.1f}%"))
+def metrics_line(metrics: dict[str, float], shown: tuple[tuple[str, str, str | None], ...] | None = None) -> str:
+    """'MD=31.7e-3 smooth=nan recon=0.0838 plateau clf=9.4%': what was measured, NaN as 'nan', flags when set.
 
-
-def metrics_line(metrics: dict[str, float], shown=SHOWN) -> str:
-    """'MD=31.7e-3 smooth=nan recon=0.0838 plateau clf=9.4%': what was measured, NaN as 'nan', flags when set."""
+    `shown`: (metric, label, format) in line order; by default every metric declared with a `Shown`
+    (`acai.evaluation.metrics.console_columns`). A format of None marks a flag (1.0/0.0), shown as its bare
+    label when set: `plateau` while the reconstruction is no better than the mean image's."""
     parts = []
-    for key, label, fmt in shown:
+    for key, label, fmt in console_columns() if shown is None else shown:
         if key not in metrics:
             continue
         value = metrics[key]
@@ -113,7 +111,8 @@ def metrics_line(metrics: dict[str, float], shown=SHOWN) -> str:
     return " ".join(parts)
 
 
-def header(run, experiment: str, uri: str, artifacts: str, samples: int, eval_every: int, evaluations: int) -> str:
+def header(run, experiment: str, uri: str, artifacts: str, *, samples: int, eval_every: int,
+           evaluations: int) -> str:
     """What runs where, and how to look at it, printed once the MLflow run exists."""
     # ?workflowType=machine_learning: MLflow 3's UI would open the experiment in its GenAI (traces) view, which
     # shows no runs table; the experiment tag `mlflow.experimentKind` does not switch it, this parameter does
@@ -127,7 +126,8 @@ def header(run, experiment: str, uri: str, artifacts: str, samples: int, eval_ev
             f"  browse     {browse}")
 
 
-def summary(run_id: str, wall: float, train: float, images_per_second: float, metrics: dict[str, float]) -> str:
+def summary(run_id: str, wall: float, train: float, images_per_second: float, metrics: dict[str, float], *,
+            shown: tuple[tuple[str, str, str | None], ...] | None = None) -> str:
     """The end of a run: its id and where the time went, then what the final evaluation measured."""
     return (f"MLflow run {run_id} finished in {duration(wall)} (training {duration(train)}, "
-            f"{images_per_second:,.0f} img/s)\nfinal  {metrics_line(metrics)}")
+            f"{images_per_second:,.0f} img/s)\nfinal  {metrics_line(metrics, shown)}")

@@ -30,7 +30,7 @@ def whiten(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     return [((z.reshape(len(z), -1) - mean) @ vt.T) / (s + 1e-5) for z in (train, *others)]
 
 
-def cluster_accuracy(train: np.ndarray, test: np.ndarray, test_labels: np.ndarray, n_clusters: int = 10,
+def cluster_accuracy(train: np.ndarray, test: np.ndarray, test_labels: np.ndarray, *, n_clusters: int = 10,
                      restarts: int = 10, max_iter: int = 1000, seed: int = 0) -> float:
     """Test accuracy (0..1) of K-means fitted on whitened train codes."""
     train_w, test_w = whiten(train, test)

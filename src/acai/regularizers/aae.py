@@ -22,7 +22,7 @@ from keras import ops
 
 from acai.errors import ConfigError
 from acai.networks.layers import lrelu
-from acai.regularizers.base import Regularizer
+from acai.regularizers.base import AdversaryLosses, Regularizer, Step
 
 
 def sigmoid_ce(logits, label: float):
@@ -56,10 +56,6 @@ class Aae(Regularizer):
         self.adversary = keras.Sequential([*layers, keras.layers.Dense(1)], name="latent_discriminator")
         self.adversary_optimizer = optimizer(self.adversary_lr)
 
-    def metric_names(self):
-        names = ("adversarial", "disc_latent", "disc_prior", "disc_accuracy")
-        return (*names, "adversarial_weight") if self.scheduled else names
-
     def adversarial_weight(self, samples):
         """`weight`; when scheduled, 0 for the first `delay_samples` images, then a linear ramp to `weight`
         over `ramp_samples` images (a step when that is 0)."""
@@ -70,7 +66,7 @@ class Aae(Regularizer):
             return self.weight * ops.cast(after >= 0, "float32")
         return self.weight * ops.clip(after / float(self.ramp_samples), 0.0, 1.0)
 
-    def adversary_losses(self, step):
+    def adversary_losses(self, step: Step) -> AdversaryLosses:
         z = step.latent
         prior = step.random.normal(ops.shape(z))
         logit_latent = self.adversary(z, training=True)
@@ -85,4 +81,5 @@ class Aae(Regularizer):
                        "disc_accuracy": accuracy}
         if self.scheduled:
             diagnostics["adversarial_weight"] = weight
-        return {"adversarial": adversarial}, disc_latent + disc_prior, diagnostics
+        return AdversaryLosses(loss=disc_latent + disc_prior, autoencoder_terms={"adversarial": adversarial},
+                               diagnostics=diagnostics)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from keras import ops
 
 from acai.networks.inference import predict
-from acai.regularizers.base import Regularizer, Step, reverse_pairs
+from acai.regularizers.base import AdversaryLosses, Regularizer, Step, reverse_pairs
 from acai.regularizers.draws import BatchRandom
 
 
@@ -42,10 +42,7 @@ class Acai(Regularizer):
     def judge_interpolations(self, frames):
         return predict(self.adversary, frames)
 
-    def metric_names(self):
-        return ("adversarial", "critic", "critic_alpha", "critic_real")
-
-    def adversary_losses(self, step: Step):
+    def adversary_losses(self, step: Step) -> AdversaryLosses:
         z = step.latent
         alpha = mixing_alpha(ops.shape(z)[0], len(z.shape), step.random)
         x_mix = step.decode(alpha * z + (1.0 - alpha) * reverse_pairs(z))
@@ -55,6 +52,7 @@ class Acai(Regularizer):
         alpha_loss = ops.mean(ops.square(critic_mix - ops.reshape(alpha, (-1,))))
         real_loss = ops.mean(ops.square(critic_real))
         adversarial = self.advweight * ops.mean(ops.square(critic_mix))
-        diagnostics = {"adversarial": adversarial, "critic": alpha_loss + real_loss,
-                       "critic_alpha": alpha_loss, "critic_real": real_loss}
-        return {"adversarial": adversarial}, alpha_loss + real_loss, diagnostics
+        critic = alpha_loss + real_loss
+        return AdversaryLosses(loss=critic, autoencoder_terms={"adversarial": adversarial},
+                               diagnostics={"adversarial": adversarial, "critic": critic,
+                                            "critic_alpha": alpha_loss, "critic_real": real_loss})

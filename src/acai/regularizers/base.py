@@ -5,12 +5,18 @@ A regularizer adds, through the hooks below, only what defines it: input corrupt
 training-time bottleneck with its losses (dropout, VAE, VQ-VAE), the training likelihood (VAE), extra
 layers that belong to the saved autoencoder (VAE heads, VQ-VAE codebook), and an adversary with its
 own optimizer (ACAI's critic, AAE's discriminator). Nothing outside a regularizer's module names it.
+
+The loss hooks return small named results (`Bottleneck`, `Likelihood`, `AdversaryLosses`); their
+`diagnostics` dicts are what the step logs as `train/<name>`, and the only list of those names
+(`Autoencoder.diagnostic_names` reads them off the results). What `build` creates is declared as
+`built()` fields of the regularizer's dataclass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import keras
 import numpy as np
@@ -35,6 +41,43 @@ class Step:
     samples: tf.Tensor | float = 0.0
 
 
+Tensors = dict[str, tf.Tensor]
+
+
+def built(**kwargs: Any) -> Any:
+    """A field that `build` sets, not a setting: not a constructor argument, not shown, not compared, and
+    invisible to the config (OmegaConf skips it, so a YAML key of that name is refused as unknown)."""
+    return field(default=None, init=False, repr=False, compare=False, metadata={"omegaconf_ignore": True},
+                 **kwargs)
+
+
+@dataclass(frozen=True)
+class Bottleneck:
+    """What `bottleneck` gives the step. Every dict maps a name to a scalar tensor."""
+
+    latent: tf.Tensor  # the code that is interpolated and evaluated (VAE: the posterior mean)
+    code: tf.Tensor  # the decoder's training input (VAE: a sample; VQ-VAE: the quantised code)
+    loss_terms: Tensors = field(default_factory=dict)  # weighted terms added to the autoencoder's loss
+    diagnostics: Tensors = field(default_factory=dict)  # logged each step as train/<name>
+
+
+@dataclass(frozen=True)
+class Likelihood:
+    """What `reconstruction_loss` gives the step: the autoencoder's training likelihood term."""
+
+    loss: tf.Tensor
+    diagnostics: Tensors = field(default_factory=dict)  # logged each step as train/<name>
+
+
+@dataclass(frozen=True)
+class AdversaryLosses:
+    """What `adversary_losses` gives the step."""
+
+    loss: tf.Tensor | None = None  # the adversary's own loss, minimised by its optimizer; None: no adversary
+    autoencoder_terms: Tensors = field(default_factory=dict)  # weighted terms added to the autoencoder's loss
+    diagnostics: Tensors = field(default_factory=dict)  # logged each step as train/<name>
+
+
 def mse(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     """The reference's tf.losses.mean_squared_error: a mean over every element."""
     return ops.mean(ops.square(a - b))
@@ -51,13 +94,17 @@ class Regularizer:
 
     _target_: str = "acai.regularizers.base.Regularizer"
     name: str = "none"
+    # built state (`build` sets it; no setting): an adversary trained with its own optimizer, or None
+    adversary: keras.Model | None = built()
+    adversary_optimizer: keras.optimizers.Optimizer | None = built()
 
     # ---- structure: built once, before training ----
     def build(self, arch: Architecture, image_shape: tuple[int, ...], latent_shape: tuple[int, ...],
               optimizer: Callable[[], keras.optimizers.Optimizer]) -> None:
-        """Create this regularizer's layers, adversary and optimizer (none for the plain AE)."""
-        self.adversary: keras.Model | None = None
-        self.adversary_optimizer: keras.optimizers.Optimizer | None = None
+        """Create this regularizer's layers, adversary and optimizer (none for the plain AE): the `built()`
+        fields its class declares."""
+        self.adversary = None
+        self.adversary_optimizer = None
 
     def latent_head(self) -> keras.layers.Layer | None:
         """Maps the encoder output to the latent that is interpolated and evaluated (VAE: the mean)."""
@@ -79,10 +126,6 @@ class Regularizer:
         """Layers trained with the autoencoder's optimizer that the heads do not hold (VAE: log-variance)."""
         return []
 
-    def metric_names(self) -> tuple[str, ...]:
-        """Names of the extra losses/diagnostics this regularizer reports each step."""
-        return ()
-
     def judge_interpolations(self, frames: np.ndarray) -> np.ndarray | None:
         """A diagnostic score per decoded frame (ACAI: the critic's predicted alpha), or None."""
         return None
@@ -92,15 +135,14 @@ class Regularizer:
         """The encoder's training input (denoising adds noise); targets stay clean. `samples`: as `Step`'s."""
         return x
 
-    def bottleneck(self, features: tf.Tensor, random: BatchRandom
-                   ) -> tuple[tf.Tensor, tf.Tensor, dict[str, tf.Tensor], dict[str, tf.Tensor]]:
-        """From encoder output to (latent, decoder input, weighted AE loss terms, diagnostics) when training."""
-        return features, features, {}, {}
+    def bottleneck(self, features: tf.Tensor, random: BatchRandom) -> Bottleneck:
+        """From encoder output to the latent and the decoder's input when training, with their losses."""
+        return Bottleneck(latent=features, code=features)
 
-    def reconstruction_loss(self, x: tf.Tensor, decoded: tf.Tensor) -> tf.Tensor:
+    def reconstruction_loss(self, x: tf.Tensor, decoded: tf.Tensor) -> Likelihood:
         """The training likelihood term on raw decoder output (VAE: Bernoulli)."""
-        return mse(x, decoded)
+        return Likelihood(mse(x, decoded))
 
-    def adversary_losses(self, step: Step) -> tuple[dict[str, tf.Tensor], tf.Tensor | None, dict[str, tf.Tensor]]:
-        """(AE loss terms, the adversary's own loss, diagnostics); the plain AE has no adversary."""
-        return {}, None, {}
+    def adversary_losses(self, step: Step) -> AdversaryLosses:
+        """The adversary's loss and the autoencoder's adversarial terms; the plain AE has no adversary."""
+        return AdversaryLosses()

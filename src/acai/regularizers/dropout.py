@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from acai.errors import ConfigError
-from acai.regularizers.base import Regularizer
+from acai.regularizers.base import Bottleneck, Regularizer
 
 
 @dataclass
@@ -23,6 +23,5 @@ class Dropout(Regularizer):
         if not 0.0 < self.keep_prob <= 1.0:
             raise ConfigError("regularizer.keep_prob", self.keep_prob, "must be in (0, 1]")
 
-    def bottleneck(self, features, random):
-        dropped = random.dropout(features, self.keep_prob)
-        return features, dropped, {}, {}
+    def bottleneck(self, features, random) -> Bottleneck:
+        return Bottleneck(latent=features, code=random.dropout(features, self.keep_prob))

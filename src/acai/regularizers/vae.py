@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import keras
 from keras import ops
 
-from acai.regularizers.base import Regularizer
+from acai.regularizers.base import Bottleneck, Likelihood, Regularizer, built
 
 
 def dense_head(latent_shape, name: str) -> keras.Sequential:
@@ -35,6 +35,9 @@ def gaussian_kl(mu, log_var):
 class Vae(Regularizer):
     name: str = "vae"
     beta: float = 1.0
+    mean_head: keras.Sequential = built()  # mu, the latent that is interpolated and evaluated
+    log_var_head: keras.Sequential = built()  # log sigma^2, trained with the autoencoder
+    to_image: keras.Sequential = built()  # logits -> [-1, 1] images
 
     def build(self, arch, image_shape, latent_shape, optimizer):
         super().build(arch, image_shape, latent_shape, optimizer)
@@ -54,17 +57,16 @@ class Vae(Regularizer):
     def extra_layers(self):
         return [self.log_var_head]
 
-    def metric_names(self):
-        return ("kl", "likelihood")  # likelihood: the Bernoulli negative log-likelihood per example
-
-    def bottleneck(self, features, random):
+    def bottleneck(self, features, random) -> Bottleneck:
         mu, log_var = self.mean_head(features), self.log_var_head(features)
         z = mu + ops.exp(0.5 * log_var) * random.normal(ops.shape(mu))
         batch = ops.cast(ops.shape(mu)[0], mu.dtype)
         kl = self.beta * gaussian_kl(mu, log_var) / batch
-        return mu, z, {"kl": kl}, {"kl": kl}
+        return Bottleneck(latent=mu, code=z, loss_terms={"kl": kl}, diagnostics={"kl": kl})
 
-    def reconstruction_loss(self, x, decoded):
+    def reconstruction_loss(self, x, decoded) -> Likelihood:
+        """The Bernoulli negative log-likelihood per example, logged as `likelihood`."""
         targets = (x + 1.0) / 2.0
         nll = ops.sum(ops.binary_crossentropy(targets, decoded, from_logits=True))
-        return nll / ops.cast(ops.shape(x)[0], x.dtype)
+        nll = nll / ops.cast(ops.shape(x)[0], x.dtype)
+        return Likelihood(nll, diagnostics={"likelihood": nll})

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import keras
 from keras import ops
 
-from acai.regularizers.base import Regularizer
+from acai.regularizers.base import Bottleneck, Regularizer, built
 
 
 def codebook_initializer(codebook_size: int) -> keras.initializers.Initializer:
@@ -30,7 +30,7 @@ def codebook_initializer(codebook_size: int) -> keras.initializers.Initializer:
 class VectorQuantizer(keras.layers.Layer):
     """The quantising bottleneck, with its EMA codebook as non-trainable weights (saved with the model)."""
 
-    def __init__(self, latent_shape, num_latents=10, codebook_size=16384, filter_size=512, decay=0.999,
+    def __init__(self, latent_shape, *, num_latents=10, codebook_size=16384, filter_size=512, decay=0.999,
                  epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
         self.latent_shape = tuple(latent_shape)
@@ -147,11 +147,13 @@ class VqVae(Regularizer):
     decay: float = 0.999
     epsilon: float = 1e-5
     filter_size: int = 512
+    quantizer: VectorQuantizer = built()  # the codebook bottleneck, saved with the autoencoder
 
     def build(self, arch, image_shape, latent_shape, optimizer):
         super().build(arch, image_shape, latent_shape, optimizer)
-        self.quantizer = VectorQuantizer(latent_shape, self.num_latents, self.codebook_size, self.filter_size,
-                                         self.decay, self.epsilon, name="vector_quantizer")
+        self.quantizer = VectorQuantizer(latent_shape, num_latents=self.num_latents, codebook_size=self.codebook_size,
+                                         filter_size=self.filter_size, decay=self.decay, epsilon=self.epsilon,
+                                         name="vector_quantizer")
         self.quantizer.build((None, *latent_shape))
 
     def decode_head(self):
@@ -160,10 +162,8 @@ class VqVae(Regularizer):
     def portable_decode_head(self):
         return self.quantizer.portable()
 
-    def metric_names(self):
-        return ("commitment", "perplexity")
-
-    def bottleneck(self, features, random):
+    def bottleneck(self, features, random) -> Bottleneck:
         code, commitment, ids = self.quantizer.train_call(features)
         terms = {"commitment": self.beta * commitment}
-        return features, code, terms, terms | {"perplexity": perplexity(ids, self.codebook_size)}
+        return Bottleneck(latent=features, code=code, loss_terms=terms,
+                          diagnostics=terms | {"perplexity": perplexity(ids, self.codebook_size)})

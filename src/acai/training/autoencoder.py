@@ -65,7 +65,8 @@ class Autoencoder(keras.Model):
         self.random = BatchRandom(self.seed_generator, self.replicas)
         self.lr, self.epsilon = lr, epsilon
         classifier = ("classifier", "classifier_accuracy") if self.classifier is not None else ()
-        names = ("loss", "reconstruction", *classifier, *regularizer.metric_names())
+        self.diagnostic_names = self.traced_diagnostic_names()
+        names = ("loss", "reconstruction", *classifier, *self.diagnostic_names)
         self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
 
     # ---- inference paths (what is saved) ----
@@ -112,30 +113,46 @@ class Autoencoder(keras.Model):
     # ---- the step ----
     def compute_losses(self, x, y):
         """One forward pass: every loss and diagnostic of the step, in a dict."""
+        return self.forward(x, y, self.random)[0]
+
+    def forward(self, x, y, random: BatchRandom) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+        """One forward pass: (every loss and diagnostic of the step, the regularizer's diagnostics alone).
+        `y` None leaves out the latent classifier."""
         reg = self.regularizer
         samples = self.samples_seen(x)
-        encoder_input = reg.corrupt(x, self.random, samples)
+        encoder_input = reg.corrupt(x, random, samples)
         features = self.encoder(encoder_input, training=True)
-        latent, code, terms, bottleneck_diagnostics = reg.bottleneck(features, self.random)
-        raw = self.decoder(code, training=True)
+        bottleneck = reg.bottleneck(features, random)
+        raw = self.decoder(bottleneck.code, training=True)
         reconstruction = raw if self.output_head is None else self.output_head(raw)
-        losses = {"reconstruction": mse(x, reconstruction), "likelihood": reg.reconstruction_loss(x, raw)}
-        step = Step(x=x, latent=latent, reconstruction=reconstruction,
-                    decode=lambda z: self.decode(z, training=True), random=self.random,
+        likelihood = reg.reconstruction_loss(x, raw)
+        losses = {"reconstruction": mse(x, reconstruction), "likelihood": likelihood.loss}
+        step = Step(x=x, latent=bottleneck.latent, reconstruction=reconstruction,
+                    decode=lambda z: self.decode(z, training=True), random=random,
                     samples=samples)
-        adv_terms, adversary_loss, diagnostics = reg.adversary_losses(step)
-        losses["loss"] = losses["likelihood"] + sum(terms.values()) + sum(adv_terms.values())
-        losses["adversary"] = adversary_loss
-        if self.classifier is not None:
-            clean = ops.stop_gradient(self.classifier_latent(x, encoder_input, latent))
+        adversary = reg.adversary_losses(step)
+        losses["loss"] = (losses["likelihood"] + sum(bottleneck.loss_terms.values())
+                          + sum(adversary.autoencoder_terms.values()))
+        losses["adversary"] = adversary.loss
+        if self.classifier is not None and y is not None:
+            clean = ops.stop_gradient(self.classifier_latent(x, encoder_input, bottleneck.latent))
             logits = self.classifier(clean, training=True)
             labels = ops.cast(y, "int32")
             losses["classifier"] = ops.mean(
                 keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
             losses["classifier_accuracy"] = ops.mean(ops.cast(ops.argmax(logits, -1) == labels, "float32"))
-        losses.update(bottleneck_diagnostics)
+        diagnostics = bottleneck.diagnostics | likelihood.diagnostics | adversary.diagnostics
         losses.update(diagnostics)
-        return losses
+        return losses, diagnostics
+
+    def traced_diagnostic_names(self) -> tuple[str, ...]:
+        """The names of the regularizer's diagnostics (logged as train/<name>), in the order the step
+        gives them: the keys of its hooks' results, read off one eager forward pass on a 2-image batch.
+        The pass runs in a `keras.StatelessScope`, which keeps every Keras variable it would assign (a
+        codebook, a seed generator's state) unchanged; its draws use a one-replica `BatchRandom`."""
+        with keras.StatelessScope():
+            x = ops.zeros((2, *self.image_shape), "float32")
+            return tuple(self.forward(x, None, BatchRandom(self.seed_generator, 1))[1])
 
     def samples_seen(self, x) -> tf.Tensor:
         """Images trained on before this batch: the AE optimizer's step count (restored with a checkpoint,

@@ -13,10 +13,11 @@ from contextlib import contextmanager
 import keras
 import matplotlib.pyplot as plt
 
-from acai.console import SHOWN, duration, metrics_line
+from acai.console import duration, metrics_line
 from acai.errors import Interrupted, TrainingError
 from acai.evaluation.evaluator import Evaluator
 from acai.evaluation.interpolation import mix_weights
+from acai.evaluation.metrics import console_columns
 from acai.evaluation.summary import end_of_training_summary, plateau_state
 from acai.networks.inference import predict
 from acai.tracking.outbox import Outbox
@@ -43,7 +44,7 @@ class SampleClock(keras.callbacks.Callback):
 class TrainMetrics(SampleClock):
     """Logs the running training losses every `log_every` steps, and stops on NaN/Inf with the loss named."""
 
-    def __init__(self, batch_size: int, steps_per_epoch: int, log_every: int, outbox: Outbox, skip_until: int = 0,
+    def __init__(self, batch_size: int, steps_per_epoch: int, log_every: int, outbox: Outbox, *, skip_until: int = 0,
                  clock: dict[str, float] | None = None):
         super().__init__(batch_size, steps_per_epoch)
         self.log_every, self.outbox = log_every, outbox
@@ -89,8 +90,9 @@ class TrainMetrics(SampleClock):
 BASELINE = "mean_image_error"  # logged once as eval/mean_image_error, so tools can recompute eval/on_plateau
 
 
-class Evaluate(SampleClock):
-    """Every epoch (= `trainer.eval_every` samples): the paper's metrics, the image grids, the medians."""
+class EvaluationCallback(SampleClock):
+    """Every epoch (= `trainer.eval_every` samples): the paper's metrics (`Evaluator.evaluate`), the image
+    grids, the medians, logged."""
 
     def __init__(self, evaluator: Evaluator, batch_size: int, steps_per_epoch: int, outbox: Outbox,
                  history: dict | None = None):
@@ -155,6 +157,8 @@ class Evaluate(SampleClock):
             fig = critic_path(mix_weights(cfg.grid_steps), judged.reshape(frames.shape[:2]))
             self.outbox.log_figure(fig, f"critic/critic_path_{samples:010d}.png")
             plt.close(fig)
+
+
 
 
 class StopOnSignal(keras.callbacks.Callback):
@@ -230,14 +234,15 @@ class Progress(SampleClock):
 
     WIDTH = 99
 
-    def __init__(self, verbose: int, batch_size: int, steps_per_epoch: int, evaluations: int, evaluate,
-                 stream=None):
+    def __init__(self, verbose: int, batch_size: int, steps_per_epoch: int, evaluations: int,
+                 evaluation: EvaluationCallback, *, stream=None, metrics=None):
         super().__init__(batch_size, steps_per_epoch)
+        self.columns = console_columns(every_eval=True, metrics=metrics)  # clustering ones: in the summary
         self.stream = stream or sys.stdout
         self.lines = verbose >= 1
         self.live = verbose == 1 and self.stream.isatty()
         self.evaluations = evaluations
-        self.evaluate = evaluate  # the Evaluate callback: its last metrics and how long it took
+        self.evaluation = evaluation  # its last metrics and how long it took
         self._shown, self._start, self._start_step = 0.0, 0.0, 0
 
     def on_train_begin(self, logs=None):
@@ -284,7 +289,7 @@ class Progress(SampleClock):
             return
         if self.live:
             self.stream.write("\r" + " " * self.WIDTH + "\r")
-        shown = metrics_line(self.evaluate.last, SHOWN[:-1])  # clustering: in the final summary
+        shown = metrics_line(self.evaluation.last, self.columns)
         line = (f"eval {epoch + 1}/{self.evaluations}  {self.samples():,} samples  {shown}  "
-                f"{self.evaluate.seconds:.1f} s")
+                f"{self.evaluation.seconds:.1f} s")
         print(line, file=self.stream, flush=True)

@@ -27,13 +27,14 @@ from acai.console import header, summary
 from acai.data.base import Dataset
 from acai.errors import AcaiError, ConfigError, Interrupted, TrackingError
 from acai.evaluation.evaluator import Evaluator
+from acai.evaluation.metrics import console_columns
 from acai.locks import RunLock, lock_path, run_lock
 from acai.tracking.loading import get_run, run_config
 from acai.tracking.mlflow_run import is_remote, log_config, open_experiment, run_name
 from acai.tracking.outbox import Outbox
 from acai.tracking.sweep import PARENT_ID, find_parent
 from acai.training.autoencoder import Autoencoder
-from acai.training.callbacks import Evaluate, Progress, StopOnSignal, TrainMetrics
+from acai.training.callbacks import EvaluationCallback, Progress, StopOnSignal, TrainMetrics
 from acai.training.checkpoint import Checkpointing, TrainingState
 from acai.training.distribute import in_pair_order, make_strategy
 from acai.training.ending import Phase, Stopped, forget_active_run, marked_when_cut_short, typed_line
@@ -205,14 +206,14 @@ class Loop:
         self.clock = built.state.clock()
         self.metrics = TrainMetrics(trainer.batch_size, trainer.steps_per_eval, trainer.log_every, self.outbox,
                                     skip_until=logged_until(store.resume_id, "train/loss"), clock=self.clock)
-        self.evaluate = Evaluate(built.evaluator, trainer.batch_size, trainer.steps_per_eval, self.outbox,
-                                 history=eval_history(store.resume_id))
+        self.evaluation = EvaluationCallback(built.evaluator, trainer.batch_size, trainer.steps_per_eval,
+                                             self.outbox, history=eval_history(store.resume_id))
         every = max(1, round(trainer.checkpoint_every / (trainer.steps_per_eval * trainer.batch_size)))
         self.start = time.perf_counter()
         self.startup = self.start - acai.STARTED  # this process: imports, Hydra, the store, data, networks
         self.checkpointing = Checkpointing(built.state, every, self.now)
         self.progress = Progress(trainer.verbose, trainer.batch_size, trainer.steps_per_eval, trainer.evaluations,
-                                 self.evaluate)
+                                 self.evaluation, metrics=built.evaluator.declared)
         built.evaluator.announce = self.progress.phase  # a long evaluation shows what it is doing on a terminal
 
     def now(self) -> dict[str, float]:
@@ -223,7 +224,7 @@ class Loop:
                 "timed_steps": self.metrics.timed_steps}
 
     def callbacks(self, stop: StopOnSignal) -> list[keras.callbacks.Callback]:
-        return [self.metrics, self.evaluate, self.progress, self.checkpointing, stop]
+        return [self.metrics, self.evaluation, self.progress, self.checkpointing, stop]
 
     def final_metrics(self, totals: dict[str, float], spec: RunSpec, evaluator: Evaluator) -> dict[str, float]:
         """Time, speed, budget and the last evaluation's figures as `final/*`."""
@@ -231,7 +232,7 @@ class Loop:
         timing |= phase_times(self.startup, self.checkpointing.seconds, evaluator.timings)
         return (timing | {"time/images_per_second": self.metrics.images_per_second,
                           "samples": spec.trainer.total_steps * spec.trainer.batch_size}
-                | {f"final/{k}": v for k, v in self.evaluate.last.items()})
+                | {f"final/{k}": v for k, v in self.evaluation.last.items()})
 
 
 def start_logging(run, t: Training, phase: Phase) -> Loop:
@@ -240,8 +241,8 @@ def start_logging(run, t: Training, phase: Phase) -> Loop:
     trainer = spec.trainer
     store.lock.describe(run_id=run.info.run_id)
     print(header(run, spec.tracking.experiment, mlflow.get_tracking_uri(), mlflow.get_artifact_uri(),
-                 trainer.total_steps * trainer.batch_size, trainer.steps_per_eval * trainer.batch_size,
-                 trainer.evaluations), flush=True)
+                 samples=trainer.total_steps * trainer.batch_size,
+                 eval_every=trainer.steps_per_eval * trainer.batch_size, evaluations=trainer.evaluations), flush=True)
     pause_for_tests("config", stop)
     log_start(spec.config, run if store.resume_id else None, spec.dataset)
     if store.resume_id is not None:
@@ -268,7 +269,7 @@ def finish(run, t: Training, loop: Loop, done: set[str]) -> dict[str, float]:
     loop.outbox.deliver()
     totals = loop.now()
     final_start = time.perf_counter()
-    tags = {"acai.plateau": loop.evaluate.plateau or "unknown"}  # 'left at 81920', ...
+    tags = {"acai.plateau": loop.evaluation.plateau or "unknown"}  # 'left at 81920', ...
     steps = [("metrics", log_metrics_step(run, loop.final_metrics(totals, spec, built.evaluator), tags)),
              ("latent_plot", latent_plot_step(run, built.model, built.evaluator, spec.dataset))]
     if spec.tracking.log_model:
@@ -332,7 +333,8 @@ def train_locked(spec: RunSpec, store: Store, stop: StopOnSignal) -> str:
             # Only now: until the run is FINISHED, a rerun resumes it from these checkpoints.
             built.state.prune(keep=spec.trainer.keep_checkpoints, weights_logged=spec.tracking.log_model)
             print(summary(run.info.run_id, totals["wall_seconds"], totals["train_seconds"],
-                          loop.metrics.images_per_second, loop.evaluate.last), flush=True)
+                          loop.metrics.images_per_second, loop.evaluation.last,
+                          shown=console_columns(metrics=built.evaluator.declared)), flush=True)
         return run.info.run_id
     except MlflowException as e:  # MLflow could not mark the run ended: say what matters
         forget_active_run()

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from acai.config import PROJECT_ROOT, EvaluationConfig, TrackingConfig, TrainerConfig, build, register, section
 from acai.data.base import Dataset
 from acai.errors import ConfigError
+from acai.evaluation.metrics import from_paths
 from acai.networks.base import Architecture
 from acai.regularizers.base import Regularizer
 
@@ -48,6 +49,7 @@ class RunSpec:
         if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or not 0 <= cfg.seed < 2**32:
             raise ConfigError("seed", cfg.seed, "must be an integer in 0 .. 2^32 - 1")
         arch.latent_shape((0, 0, 1))  # a latent size that does not fit fails here, before any data is loaded
+        from_paths(evaluation.metrics)  # a metric that cannot be imported, likewise
         return cls(cfg, trainer, evaluation, tracking, dataset, arch, regularizer)
 
     @classmethod
@@ -72,6 +74,8 @@ def config_key(cfg: DictConfig) -> str:
         data["trainer"].pop(label, None)
     for label in ("sweep", "skip_finished", "objective", "system_metrics", "system_metrics_interval"):
         data["tracking"].pop(label, None)
+    if not data["evaluation"].get("metrics"):  # added later: the fingerprints of configs without it stay
+        data["evaluation"].pop("metrics", None)
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
