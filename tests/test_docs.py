@@ -272,7 +272,7 @@ def test_the_extending_guide_works_as_written(tmp_path):
     scale = client.get_metric_history(run.info.run_id, "eval/latent_scale")  # the guide's metric, every evaluation
     assert len(scale) == 2 and all(m.value > 0 for m in scale) and run.data.metrics["final/latent_scale"] > 0
     assert run.data.params["evaluation.metrics"] == "['my_acai.latent_scale.LATENT_SCALE']"
-    assert re.search(r"^eval 2/2 .* scale=\d+\.\d\d ", done.stdout, re.M), done.stdout[-2000:]
+    assert re.search(r"^final  recon=\S+ scale=\d+\.\d\d ", done.stdout, re.M), done.stdout[-2000:]  # after recon
 
     # the pages' Python snippets that load this run's models, from a folder that is not the store's
     elsewhere = tmp_path / "elsewhere"

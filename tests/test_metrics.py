@@ -11,12 +11,13 @@ from acai.console import metrics_line
 from acai.evaluation import metrics
 from acai.evaluation.evaluator import Evaluator
 from acai.evaluation.metrics import Metric, Shown, console_columns, register
-from acai.training.run import prepare
+from acai.training.spec import RunSpec
 
 
 def evaluator_for(compose_cfg, *overrides: str) -> Evaluator:
     cfg = compose_cfg(*overrides)
-    _, evaluation, _, dataset, arch, _ = prepare(cfg)
+    spec = RunSpec.from_config(cfg)
+    evaluation, dataset, arch = spec.evaluation, spec.dataset, spec.arch
     return Evaluator(dataset, evaluation, arch.image_size(), seed=cfg.seed)
 
 
