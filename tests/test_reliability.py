@@ -204,7 +204,7 @@ def test_time_totals_survive_a_resume_and_half_written_checkpoints_are_cleared(c
 
 
 def test_report_tells_a_live_run_from_one_whose_process_is_gone(tmp_path):
-    from report import unfinished_note
+    from acai.reporting.runs import unfinished_note
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     exp = client.create_experiment("acai", artifact_location=(tmp_path / "mlruns").as_uri())
