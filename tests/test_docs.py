@@ -290,3 +290,14 @@ def test_the_extending_guide_works_as_written(tmp_path):
                              timeout=300)
         assert ran.returncode == 0, f"{page}: {ran.stderr[-3000:]}"
     assert list(elsewhere.iterdir()) == []  # no stray mlflow.db where the snippet ran
+
+
+def test_line_counts_the_docs_give_for_source_files_are_current():
+    """'`src/acai/data/base.py`, 125 lines' or '`src/...py` (120 lines)': the guide's sizes stay true."""
+    stale = []
+    for page in DOCS:
+        for path, count in re.findall(r"`(src/[\w/]+\.py)`(?:,| \() ?(\d+) lines", page.read_text()):
+            actual = len((ROOT / path).read_text().splitlines())
+            if actual != int(count):
+                stale.append(f"{page.name}: {path} is {actual} lines, the page says {count}")
+    assert stale == []
