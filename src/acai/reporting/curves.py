@@ -8,23 +8,22 @@ import math
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from mlflow.tracking import MlflowClient
 
 from acai.reporting.measurements import LABELS, MEASUREMENTS, REGULARIZERS, SETTING
-from acai.reporting.runs import by_step
+from acai.reporting.runs import Histories
 
 
-def curves(client: MlflowClient, per_run: pd.DataFrame) -> pd.DataFrame:
+def curves(histories: Histories, per_run: pd.DataFrame) -> pd.DataFrame:
     """Learning curves: for each measurement, setting and regularizer, the mean and std (ddof=0) over its runs
     of `eval/<metric>` at each number of samples seen that every one of those runs logged (undefined values
     left out of that step's mean; `n` counts the defined ones)."""
     rows = []
     for m in MEASUREMENTS:
         for keys, group in per_run.groupby([*SETTING, "regularizer"], sort=False):
-            histories = [by_step(client.get_metric_history(run_id, f"eval/{m.metric}")) for run_id in group["run_id"]]
-            steps = sorted(set.intersection(*(set(h) for h in histories))) if histories else []
+            read = [histories(run_id, m.metric) for run_id in group["run_id"]]
+            steps = sorted(set.intersection(*(set(h) for h in read))) if read else []
             for step in steps:
-                values = np.array([h[step] for h in histories], float) * m.scale
+                values = np.array([h[step] for h in read], float) * m.scale
                 defined = values[np.isfinite(values)]
                 rows.append({"measurement": m.key, "dataset": keys[0], "model": keys[1], "latent_dim": keys[2],
                              "regularizer": keys[3], "samples": step, "n": len(defined),

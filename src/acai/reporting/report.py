@@ -18,6 +18,7 @@ from acai.reporting.curves import curves, curves_figure
 from acai.reporting.figures import figure
 from acai.reporting.measurements import MEASUREMENTS, REPORT_TAG
 from acai.reporting.runs import (
+    Histories,
     NoRuns,
     find_experiment,
     load_runs,
@@ -58,7 +59,8 @@ def build_report(tracking_uri: str = DEFAULT_TRACKING_URI, experiment: str = "ac
     notes += mixed_settings(runs)
     if last is not None and last < 1:
         raise ConfigError("--last", last, "must be >= 1 (evaluations per run to take the median of)")
-    per_run = summarize(client, runs, last)
+    histories = Histories(client)
+    per_run = summarize(histories, runs, last)
     tables = {m.key: aggregate(per_run, m) for m in MEASUREMENTS}
     window = window_note(per_run, last)
 
@@ -73,7 +75,7 @@ def build_report(tracking_uri: str = DEFAULT_TRACKING_URI, experiment: str = "ac
             files += [out / f"{m.key}.md", out / f"{m.key}.csv"]
         per_run.to_csv(out / "runs.csv", index=False)
         figure(tables).savefig(out / "report.png", dpi=120)
-        learning = curves(client, per_run)
+        learning = curves(histories, per_run)
         learning.to_csv(out / "learning_curves.csv", index=False)
         curves_figure(learning).savefig(out / "learning_curves.png", dpi=120)
         markdown = combined_markdown(experiment, sweep, filter_string, per_run, tables, notes=notes, window=window)

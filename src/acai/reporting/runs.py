@@ -151,7 +151,21 @@ def _latent(value: str) -> int | str:
     return int(value) if value.strip().lstrip("-").isdigit() else value
 
 
-def summarize(client: MlflowClient, runs: Sequence[Run], last: int | None = None) -> pd.DataFrame:
+class Histories:
+    """Each run's `eval/<metric>` by step, read from the store once: the tables and the learning curves
+    read the same histories."""
+
+    def __init__(self, client: MlflowClient):
+        self.client = client
+        self._read: dict[tuple[str, str], dict[int, float]] = {}
+
+    def __call__(self, run_id: str, metric: str) -> dict[int, float]:
+        if (run_id, metric) not in self._read:
+            self._read[run_id, metric] = by_step(self.client.get_metric_history(run_id, f"eval/{metric}"))
+        return self._read[run_id, metric]
+
+
+def summarize(read: Histories, runs: Sequence[Run], last: int | None = None) -> pd.DataFrame:
     """One row per run: its setting, regularizer, seed, its number of evaluations, the window taken (`last`, or
     by default its `summary/*` window from that number), the median over that window of each `eval/` metric,
     and its plateau state.
@@ -166,7 +180,7 @@ def summarize(client: MlflowClient, runs: Sequence[Run], last: int | None = None
         row |= {col: params[p] for col, p in GROUP_PARAMS.items()}
         row["latent_dim"] = _latent(params["model.latent_dim"])
         row["seed"] = params.get("seed", "")
-        histories = {metric: by_step(client.get_metric_history(run.info.run_id, f"eval/{metric}"))
+        histories = {metric: read(run.info.run_id, metric)
                      for metric in (*METRICS, *PLATEAU_METRICS) if f"eval/{metric}" in run.data.metrics}
         row["evaluations"] = len({step for history in histories.values() for step in history})
         paper_n = int(params.get("evaluation.median_of_last", LAST))  # summary/* follows the run's own setting
