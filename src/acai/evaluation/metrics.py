@@ -10,7 +10,8 @@ whose timed stages (`test_latents`, `reconstruction_error`, `logits`, `frames`, 
 `train_latents`, `latent_clusters`, `probe`, `pixel_clusters`) are computed once, when a metric first
 asks for them, and shared by every metric that reads them; `evaluation.evaluator` holds the test data
 and the settings (`evaluator.cfg`, `evaluator.dataset`). A new metric is a `Metric` added to `METRICS`
-(or passed to `register`), with a new stage on `Evaluation` when it needs a computation of its own.
+(or, from a user's package, named in `evaluation.metrics`: `from_paths`, `declared`), with a new stage
+on `Evaluation` when it needs a computation of its own.
 
 This module stays light (no TensorFlow): the console imports it before TensorFlow is loaded.
 """
@@ -97,11 +98,6 @@ METRICS: list[Metric] = [
            applies=lambda e: labelled(e) and e.evaluator.clusters_pixels, clustering=True,
            description="K-means accuracy (%) on raw pixels, the reference point (once per evaluator)"),
 ]
-
-
-def register(metric: Metric) -> None:
-    """Add a metric to every evaluation from now on (replacing one of the same key)."""
-    METRICS[:] = [m for m in METRICS if m.key != metric.key] + [metric]
 
 
 def from_paths(paths: Sequence[str]) -> list[Metric]:
