@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,9 +23,10 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from conftest import ROOT, compose_in, free_port
+from conftest import ROOT, compose_in
 from mlflow.tracking import MlflowClient
 from PIL import Image
+from tracking_server import MlflowServer
 
 from acai.evaluation.interpolation import lerp, slerp
 from acai.explorer.server import listen, start
@@ -252,21 +251,8 @@ def test_the_explorer_reads_runs_through_a_tracking_server(runs, tmp_path):
     """`--tracking-uri http://...`: the same runs through `mlflow server` on their store (the artifacts, file://
     folders, are read from the disk they are on)."""
     uri, acai_id, plain_id = runs
-    port = free_port()
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host",
-                             "127.0.0.1", "--port", str(port), "--workers", "1"], cwd=tmp_path, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                    break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
-                time.sleep(0.5)
-        served = Served(f"http://127.0.0.1:{port}", [acai_id])
+    with MlflowServer(uri, tmp_path / "served", log=tmp_path / "server.log", timeout=180) as server:
+        served = Served(server.uri, [acai_id])
         try:
             assert [r["critic"] for r in ok(served.url + "api/runs")["runs"]] == [True]
             ok(served.url + "api/pair?a=3&b=17", "POST")
@@ -276,10 +262,6 @@ def test_the_explorer_reads_runs_through_a_tracking_server(runs, tmp_path):
             assert code == 404 and "no such MLflow run" in answer["error"]
         finally:
             served.stop()
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(30)
-        log.close()
 
 
 # ---- the page, in a real browser ----
