@@ -18,9 +18,6 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from acai.config import TrackingConfig, section
-from acai.reporting.report import build_report
-from acai.reporting.runs import NoRuns
-from acai.reporting.sweep_summary import log_summary
 from acai.tracking.sweep import PARENT_ID, check_slurm, find_parent, open_parent, report_command, sweep_tag
 
 T = TypeVar("T")
@@ -29,6 +26,11 @@ T = TypeVar("T")
 def summarize(client: MlflowClient, parent_id: str, tracking_uri: str, experiment: str,
               sweep_dir: str | None = None) -> bool:
     """Report on the parent's children and give it the result; False when no child has finished yet."""
+    # here, not at the top: Hydra builds this callback for every run, and only a sweep's end reports
+    from acai.reporting.report import build_report
+    from acai.reporting.runs import NoRuns
+    from acai.reporting.sweep_summary import log_summary
+
     with tempfile.TemporaryDirectory() as out:
         try:
             built = build_report(tracking_uri, experiment, f"tags.`{PARENT_ID}` = '{parent_id}'", out=out,
